@@ -1,0 +1,55 @@
+# Anvil peering: one development environment (.venv) for the whole workspace.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+STAMP := $(VENV)/.installed
+MEMBERS := libs/anvil_wire libs/anvil_common services/registry clients/cli
+PYPROJECTS := $(addsuffix /pyproject.toml,$(MEMBERS))
+
+.DEFAULT_GOAL := help
+.PHONY: help venv run test test-sqlite test-postgres lint fmt migrate bench bench-registry clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+$(STAMP): constraints.txt requirements-dev.txt $(PYPROJECTS)
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Anvil needs Python 3.11+ (found %s); set PYTHON=python3.11" % sys.version.split()[0])'
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -r requirements-dev.txt
+	@touch $(STAMP)
+
+venv: $(STAMP) ## Create or update the development environment
+
+run: $(STAMP) ## Run the registry on the embedded SQLite default, seeded with a demo project
+	$(PY) -m anvil_registry run --seed-demo
+
+migrate: $(STAMP) ## Apply the registry's migrations to ANVIL_REGISTRY_DATABASE_URL (or the default)
+	$(PY) -m anvil_registry migrate
+
+test: $(STAMP) ## Every suite on SQLite, then on Postgres (required when CI=true)
+	$(PY) scripts/run_tests.py
+
+test-sqlite: $(STAMP) ## Every suite on SQLite only
+	$(PY) scripts/run_tests.py --only sqlite
+
+test-postgres: $(STAMP) ## Every suite on Postgres only
+	$(PY) scripts/run_tests.py --only postgres
+
+lint: $(STAMP) ## ruff + mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+fmt: $(STAMP) ## Format and autofix
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: bench-registry ## All benchmarks (ratios against baselines measured in the same run)
+
+bench-registry: $(STAMP) ## Registry benchmarks
+	$(PY) bench/registry_bench.py
+
+clean: ## Remove the environment and local data
+	rm -rf $(VENV) .anvil .pytest_cache .mypy_cache .ruff_cache

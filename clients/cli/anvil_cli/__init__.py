@@ -1,0 +1,3 @@
+"""The anvil command-line client."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""What more than one Anvil service needs. Import submodules directly (``anvil_common.db``...)."""

@@ -1,0 +1,57 @@
+"""Cursor pagination shared by every list endpoint: ``page_size``, ``page_token``, ``next_page_token``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Annotated, Any, Generic, TypeVar
+
+from fastapi import Query
+from pydantic import BaseModel
+from sqlalchemy import Select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
+
+from .http import decode_page_token, encode_page_token
+from .problems import BadRequest
+
+__all__ = ["Page", "PageParams", "PageSize", "PageToken", "paginate"]
+
+T = TypeVar("T")
+MAX_PAGE_SIZE = 500
+PageSize = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Items per page (1-500).")]
+PageToken = Annotated[str | None, Query(description="The next_page_token of the previous page.")]
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    next_page_token: str | None = None
+
+
+class PageParams:
+    def __init__(self, page_size: PageSize = 50, page_token: PageToken = None) -> None:
+        self.page_size = page_size
+        self.page_token = page_token
+
+
+async def paginate(
+    session: AsyncSession,
+    stmt: Select[Any],
+    key: InstrumentedAttribute[Any],
+    params: PageParams,
+    *,
+    descending: bool = False,
+) -> tuple[Sequence[Any], str | None]:
+    """Keyset pagination on one unique, sortable column; returns (rows, next_page_token)."""
+    position = decode_page_token(params.page_token)
+    if position is not None:
+        if set(position) != {"after"} or not isinstance(position["after"], str | int):
+            raise BadRequest("page_token is not valid; pass back a next_page_token unchanged")
+        after = position["after"]
+        stmt = stmt.where(key < after if descending else key > after)
+    stmt = stmt.order_by(key.desc() if descending else key.asc()).limit(params.page_size + 1)
+    rows = (await session.scalars(stmt)).unique().all()
+    if len(rows) <= params.page_size:
+        return rows, None
+    rows = rows[: params.page_size]
+    last = getattr(rows[-1], key.key)
+    return rows, encode_page_token({"after": last if isinstance(last, int) else str(last)})

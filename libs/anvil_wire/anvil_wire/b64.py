@@ -1,0 +1,24 @@
+"""Unpadded base64url, strict on decode."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+__all__ = ["b64url_encode", "b64url_decode"]
+
+_ALPHABET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+
+
+def b64url_encode(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def b64url_decode(text: str) -> bytes:
+    """Decode unpadded base64url; raise ValueError on padding or foreign characters."""
+    if not isinstance(text, str) or not set(text) <= _ALPHABET or len(text) % 4 == 1:
+        raise ValueError("not unpadded base64url")
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError("not unpadded base64url") from exc

@@ -1,0 +1,318 @@
+"""The prompt format (docs/prompt-format.md): names, templates, partials, content hashing, rendering.
+
+Shared by the registry (which validates and hashes) and the runtime SDK (which renders), so
+that the two can never disagree about what a template means.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .canonical import canonical_json, digest_of
+
+__all__ = [
+    "PromptFormatError",
+    "RenderError",
+    "PartialRef",
+    "Variable",
+    "Text",
+    "Token",
+    "NAME_PATTERN",
+    "SLUG_PATTERN",
+    "CHAT_ROLES",
+    "MAX_PARTIAL_DEPTH",
+    "is_prompt_name",
+    "is_slug",
+    "parse_template",
+    "parse_reference",
+    "normalize_content",
+    "content_digest",
+    "template_variables",
+    "template_references",
+    "render",
+]
+
+SLUG_PATTERN = r"[a-z][a-z0-9-]{0,62}"
+_SEGMENT = r"[a-z0-9][a-z0-9._-]{0,62}"
+NAME_PATTERN = rf"{_SEGMENT}(?:/{_SEGMENT}){{0,7}}"
+_VAR = r"[A-Za-z_][A-Za-z0-9_]{0,63}"
+_NAME_RE = re.compile(rf"^{NAME_PATTERN}$")
+_SLUG_RE = re.compile(rf"^{SLUG_PATTERN}$")
+_VAR_RE = re.compile(rf"^{_VAR}$")
+_REF_RE = re.compile(
+    rf"^(?:(?P<project>{SLUG_PATTERN}):)?(?P<name>{NAME_PATTERN})"
+    rf"(?:@(?:(?P<version>[1-9][0-9]{{0,8}})|(?P<environment>{SLUG_PATTERN})))?$"
+)
+_TAG_RE = re.compile(r"\\\{\{|\{\{(.*?)\}\}", re.DOTALL)
+CHAT_ROLES = ("system", "developer", "user", "assistant")
+MAX_PARTIAL_DEPTH = 16
+MAX_NAME_LENGTH = 200
+_CONTENT_KEYS = frozenset({"template", "variables", "model", "metadata"})
+
+
+class PromptFormatError(ValueError):
+    """Content that does not follow docs/prompt-format.md."""
+
+
+class RenderError(ValueError):
+    """Rendering failed: a missing or unknown variable, a missing partial, a cycle."""
+
+
+@dataclass(frozen=True)
+class Text:
+    text: str
+
+
+@dataclass(frozen=True)
+class Variable:
+    name: str
+
+
+@dataclass(frozen=True)
+class PartialRef:
+    """``[project:]name[@version|@environment]``; unpinned means "through the environment"."""
+
+    name: str
+    project: str | None = None
+    version: int | None = None
+    environment: str | None = None
+
+    @property
+    def text(self) -> str:
+        head = f"{self.project}:{self.name}" if self.project else self.name
+        if self.version is not None:
+            return f"{head}@{self.version}"
+        if self.environment is not None:
+            return f"{head}@{self.environment}"
+        return head
+
+
+Token = Text | Variable | PartialRef
+
+
+def is_prompt_name(value: object) -> bool:
+    return isinstance(value, str) and len(value) <= MAX_NAME_LENGTH and bool(_NAME_RE.match(value))
+
+
+def is_slug(value: object) -> bool:
+    return isinstance(value, str) and bool(_SLUG_RE.match(value))
+
+
+def parse_reference(text: str) -> PartialRef:
+    """Parse a partial reference such as ``shared:footer@3`` or ``footer@prod``."""
+    match = _REF_RE.match(text)
+    if not match:
+        raise PromptFormatError(
+            f"invalid partial reference {text!r}: expected [project:]name[@version|@environment]"
+        )
+    version = match.group("version")
+    return PartialRef(
+        name=match.group("name"),
+        project=match.group("project"),
+        version=int(version) if version else None,
+        environment=match.group("environment"),
+    )
+
+
+def parse_template(template: str) -> list[Token]:
+    """Split a template string into text, ``{{variable}}`` and ``{{> partial}}`` tokens."""
+    tokens: list[Token] = []
+    buffer: list[str] = []
+    pos = 0
+    for match in _TAG_RE.finditer(template):
+        buffer.append(template[pos : match.start()])
+        pos = match.end()
+        if match.group(0) == "\\{{":
+            buffer.append("{{")
+            continue
+        inner = match.group(1).strip()
+        if buffer and "".join(buffer):
+            tokens.append(Text("".join(buffer)))
+        buffer = []
+        if inner.startswith(">"):
+            tokens.append(parse_reference(inner[1:].strip()))
+        elif _VAR_RE.match(inner):
+            tokens.append(Variable(inner))
+        else:
+            line = template.count("\n", 0, match.start()) + 1
+            raise PromptFormatError(
+                f"line {line}: {match.group(0)!r} is neither {{{{variable}}}} nor {{{{> partial}}}}"
+            )
+    rest = template[pos:]
+    if "{{" in rest:
+        line = template.count("\n", 0, pos + rest.index("{{")) + 1
+        raise PromptFormatError(f"line {line}: unclosed '{{{{' (write '\\{{{{' for a literal)")
+    buffer.append(rest)
+    if "".join(buffer):
+        tokens.append(Text("".join(buffer)))
+    return tokens
+
+
+def _template_strings(template: str | list[dict[str, str]]) -> list[str]:
+    return [template] if isinstance(template, str) else [m["content"] for m in template]
+
+
+def template_variables(content: Mapping[str, Any]) -> list[str]:
+    """Variable names used by a normalized content's template, in first-use order."""
+    seen: dict[str, None] = {}
+    for text in _template_strings(content["template"]):
+        for token in parse_template(text):
+            if isinstance(token, Variable):
+                seen.setdefault(token.name)
+    return list(seen)
+
+
+def template_references(content: Mapping[str, Any]) -> list[PartialRef]:
+    """Partial references of a normalized content, in first-use order, without duplicates."""
+    seen: dict[str, PartialRef] = {}
+    for text in _template_strings(content["template"]):
+        for token in parse_template(text):
+            if isinstance(token, PartialRef):
+                seen.setdefault(token.text, token)
+    return list(seen.values())
+
+
+def _normalize_template(template: Any) -> str | list[dict[str, str]]:
+    if isinstance(template, str):
+        return template
+    if not isinstance(template, list) or not template:
+        raise PromptFormatError("template must be a string or a non-empty list of chat messages")
+    messages = []
+    for index, message in enumerate(template):
+        if not isinstance(message, Mapping) or set(message) != {"role", "content"}:
+            raise PromptFormatError(f"template[{index}] must be an object with exactly 'role' and 'content'")
+        if message["role"] not in CHAT_ROLES:
+            raise PromptFormatError(f"template[{index}].role must be one of {', '.join(CHAT_ROLES)}")
+        if not isinstance(message["content"], str):
+            raise PromptFormatError(f"template[{index}].content must be a string")
+        messages.append({"role": message["role"], "content": message["content"]})
+    return messages
+
+
+def _normalize_variables(variables: Any) -> dict[str, dict[str, Any]]:
+    if variables is None:
+        return {}
+    if not isinstance(variables, Mapping):
+        raise PromptFormatError("variables must be an object mapping names to declarations")
+    result: dict[str, dict[str, Any]] = {}
+    for name, spec in variables.items():
+        if not isinstance(name, str) or not _VAR_RE.match(name):
+            raise PromptFormatError(f"invalid variable name {name!r}")
+        spec = {} if spec is None else spec
+        if not isinstance(spec, Mapping) or not set(spec) <= {"description", "default"}:
+            raise PromptFormatError(f"variable {name!r}: only 'description' and 'default' are allowed")
+        description, default = spec.get("description", ""), spec.get("default")
+        if not isinstance(description, str) or not (default is None or isinstance(default, str)):
+            raise PromptFormatError(f"variable {name!r}: description and default must be strings")
+        result[name] = {"default": default, "description": description}
+    return result
+
+
+def _normalize_model(model: Any) -> dict[str, Any] | None:
+    if model is None:
+        return None
+    if not isinstance(model, Mapping) or not set(model) <= {"provider", "name", "parameters"}:
+        raise PromptFormatError("model must be an object with 'provider', 'name' and optional 'parameters'")
+    provider, name, parameters = model.get("provider"), model.get("name"), model.get("parameters", {})
+    if not isinstance(provider, str) or not provider or not isinstance(name, str) or not name:
+        raise PromptFormatError("model.provider and model.name must be non-empty strings")
+    if not isinstance(parameters, Mapping):
+        raise PromptFormatError("model.parameters must be an object")
+    return {"provider": provider, "name": name, "parameters": dict(parameters)}
+
+
+def normalize_content(content: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate prompt content and return its normal form, the form that is hashed.
+
+    Raises PromptFormatError on unknown members, bad types, template syntax errors, or a
+    template variable that is not declared.
+    """
+    if not isinstance(content, Mapping):
+        raise PromptFormatError("content must be an object")
+    unknown = set(content) - _CONTENT_KEYS
+    if unknown:
+        raise PromptFormatError(f"unknown content member(s): {', '.join(sorted(unknown))}")
+    if "template" not in content:
+        raise PromptFormatError("content needs a 'template'")
+    metadata = content.get("metadata") or {}
+    if not isinstance(metadata, Mapping):
+        raise PromptFormatError("metadata must be an object")
+    normal = {
+        "template": _normalize_template(content["template"]),
+        "variables": _normalize_variables(content.get("variables")),
+        "model": _normalize_model(content.get("model")),
+        "metadata": dict(metadata),
+    }
+    try:
+        canonical_json(normal)
+    except (TypeError, ValueError) as exc:
+        raise PromptFormatError(f"content is not representable as canonical JSON: {exc}") from exc
+    declared = normal["variables"]
+    assert isinstance(declared, dict)
+    undeclared = [v for v in template_variables(normal) if v not in declared]
+    if undeclared:
+        raise PromptFormatError(f"template uses undeclared variable(s): {', '.join(undeclared)}")
+    return normal
+
+
+def content_digest(content: Mapping[str, Any]) -> str:
+    """``sha256:`` digest of the normalized content (template, variables, model, metadata)."""
+    return digest_of(normalize_content(content))
+
+
+PartialResolver = Callable[[Mapping[str, Any], PartialRef], Mapping[str, Any]]
+
+
+def render(
+    content: Mapping[str, Any],
+    variables: Mapping[str, Any],
+    resolve_partial: PartialResolver | None = None,
+) -> str | list[dict[str, str]]:
+    """Render normalized content with ``variables``; partials come from ``resolve_partial``.
+
+    ``resolve_partial(parent_content, ref)`` returns the content a reference points to (or
+    raises RenderError). Raises RenderError for missing or unknown variables and partial cycles.
+    """
+    used: set[str] = set()
+    declared: set[str] = set()
+
+    def expand(node: Mapping[str, Any], text: str, stack: tuple[str, ...]) -> str:
+        declared.update(node["variables"])
+        out: list[str] = []
+        for token in parse_template(text):
+            if isinstance(token, Text):
+                out.append(token.text)
+            elif isinstance(token, Variable):
+                used.add(token.name)
+                if token.name in variables:
+                    out.append(str(variables[token.name]))
+                elif (default := node["variables"].get(token.name, {}).get("default")) is not None:
+                    out.append(str(default))
+                else:
+                    missing.append(token.name)
+            else:
+                if resolve_partial is None:
+                    raise RenderError(f"partial {token.text!r} cannot be resolved here")
+                if token.text in stack or len(stack) >= MAX_PARTIAL_DEPTH:
+                    raise RenderError(f"partial cycle or depth limit at {' > '.join((*stack, token.text))}")
+                target = resolve_partial(node, token)
+                if not isinstance(target["template"], str):
+                    raise RenderError(f"partial {token.text!r} is a chat prompt; partials must be text")
+                out.append(expand(target, target["template"], (*stack, token.text)))
+        return "".join(out)
+
+    missing: list[str] = []
+    template = content["template"]
+    if isinstance(template, str):
+        result: str | list[dict[str, str]] = expand(content, template, ())
+    else:
+        result = [{"role": m["role"], "content": expand(content, m["content"], ())} for m in template]
+    if missing:
+        raise RenderError(f"missing variable(s): {', '.join(dict.fromkeys(missing))}")
+    unknown = sorted(set(variables) - declared)
+    if unknown:
+        raise RenderError(f"unknown variable(s): {', '.join(unknown)}")
+    return result

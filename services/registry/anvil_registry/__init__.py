@@ -1,0 +1,3 @@
+"""Anvil registry service."""
+
+__version__ = "0.1.0"

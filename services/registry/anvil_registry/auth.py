@@ -1,0 +1,142 @@
+"""Who is calling: bearer JWTs verified by anvil_common.jwt, revocation, scopes, tenancy."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from sqlalchemy import select
+
+from anvil_common.jwt import Claims, TokenInvalid
+from anvil_common.problems import Forbidden, NotFound
+
+from .deps import get_state
+from .models import Token
+from .state import RegistryState
+
+__all__ = ["AUDIENCE", "SCOPES", "KIND_SCOPES", "Principal", "require", "authenticate"]
+
+AUDIENCE = "anvil-registry"
+
+# The claims and scopes table lives in docs/api.md; keep the two in step.
+SCOPES = (
+    "orgs:admin",
+    "projects:read",
+    "projects:write",
+    "prompts:read",
+    "prompts:write",
+    "revisions:read",
+    "revisions:publish",
+    "config:read",
+    "events:read",
+    "audit:read",
+    "tokens:admin",
+    "peers:admin",
+    "bundles:export",
+    "bundles:import",
+    "fleet:read",
+)
+KIND_SCOPES: dict[str, frozenset[str]] = {
+    "operator": frozenset(SCOPES),
+    "service": frozenset(
+        {
+            "projects:read",
+            "prompts:read",
+            "revisions:read",
+            "revisions:publish",
+            "config:read",
+            "events:read",
+            "bundles:export",
+            "bundles:import",
+            "fleet:read",
+        }
+    ),
+    "client": frozenset({"config:read"}),
+    "peer": frozenset({"projects:read", "prompts:read", "bundles:export", "bundles:import"}),
+}
+
+
+@dataclass(frozen=True)
+class Principal:
+    claims: Claims
+
+    @property
+    def actor(self) -> str:
+        return self.claims.subject
+
+    @property
+    def token_id(self) -> str:
+        return self.claims.jti
+
+    @property
+    def is_instance_admin(self) -> bool:
+        return self.claims.org is None and self.claims.kind == "operator"
+
+    def can_see_org(self, org_slug: str) -> bool:
+        return self.is_instance_admin or self.claims.org == org_slug
+
+    def ensure_org(self, org_slug: str) -> None:
+        """Tenancy: another organisation's resources do not exist for this caller (404)."""
+        if not self.can_see_org(org_slug):
+            raise NotFound(f"organisation {org_slug!r} not found")
+
+    def ensure_scope_target(
+        self, org: str, project: str | None = None, environment: str | None = None
+    ) -> None:
+        """Enforce the token's organisation, project and environment limits."""
+        self.ensure_org(org)
+        if self.claims.project is not None and project is not None and self.claims.project != project:
+            raise NotFound(f"project {project!r} not found")
+        if (
+            self.claims.environment is not None
+            and environment is not None
+            and self.claims.environment != environment
+        ):
+            raise Forbidden(f"this token is limited to environment {self.claims.environment!r}")
+
+
+async def _revoked(state: RegistryState, jti: str) -> bool:
+    cache = state.revocations
+    now = time.monotonic()
+    if now - cache.loaded_at > cache.refresh_seconds:
+        async with state.db.session(write=False) as session:
+            rows = await session.scalars(
+                select(Token.id).where(Token.revoked_at.is_not(None), Token.expires_at > datetime.now(UTC))
+            )
+            cache.revoked = set(rows)
+        cache.loaded_at = now
+    return jti in cache.revoked
+
+
+async def authenticate(request: Request) -> Principal:
+    """The bearer token's principal; any problem with the token is a 401."""
+    header = request.headers.get("authorization")
+    if not header:
+        raise TokenInvalid("missing Authorization: Bearer <token>")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise TokenInvalid("Authorization must be 'Bearer <token>'")
+    state = get_state(request)
+    claims = state.verifier.verify(token.strip())
+    if await _revoked(state, claims.jti):
+        raise TokenInvalid("token has been revoked")
+    if not claims.scopes <= KIND_SCOPES[claims.kind]:
+        raise TokenInvalid("token carries scopes its kind may not hold")
+    return Principal(claims)
+
+
+def require(scope: str) -> Callable[..., Coroutine[Any, Any, Principal]]:
+    """Dependency: an authenticated principal whose token holds ``scope``."""
+    if scope not in SCOPES:
+        raise ValueError(f"unknown scope {scope!r}")
+
+    async def dependency(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
+        if not principal.claims.has(scope):
+            raise Forbidden(f"token lacks the {scope!r} scope", required_scope=scope)
+        return principal
+
+    return dependency

@@ -1,0 +1,74 @@
+"""Resolve URL slugs to rows, enforcing tenancy; shared by every resource package."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from anvil_common.problems import Conflict, NotFound
+
+from .auth import Principal
+from .models import Environment, Organisation, Project, Prompt
+
+__all__ = ["get_org", "get_project", "get_environment", "get_prompt", "ensure_active"]
+
+
+class Archived(Conflict):
+    code, title = "archived", "Archived"
+
+
+def ensure_active(row: Organisation | Project | Environment | Prompt, what: str) -> None:
+    """Archived resources are read-only."""
+    if row.archived_at is not None:
+        raise Archived(f"{what} is archived and read-only")
+
+
+async def get_org(session: AsyncSession, principal: Principal, org: str) -> Organisation:
+    principal.ensure_org(org)
+    row = await session.scalar(select(Organisation).where(Organisation.slug == org))
+    if row is None:
+        raise NotFound(f"organisation {org!r} not found")
+    return row
+
+
+async def get_project(session: AsyncSession, principal: Principal, org: str, project: str) -> Project:
+    principal.ensure_scope_target(org, project)
+    organisation = await get_org(session, principal, org)
+    row = await session.scalar(
+        select(Project).where(Project.organisation_id == organisation.id, Project.slug == project)
+    )
+    if row is None:
+        raise NotFound(f"project {org}/{project} not found")
+    return row
+
+
+async def get_environment(
+    session: AsyncSession,
+    principal: Principal,
+    org: str,
+    project: str,
+    environment: str,
+    *,
+    for_update: bool = False,
+) -> tuple[Project, Environment]:
+    principal.ensure_scope_target(org, project, environment)
+    proj = await get_project(session, principal, org, project)
+    stmt = select(Environment).where(Environment.project_id == proj.id, Environment.name == environment)
+    if for_update:
+        stmt = stmt.with_for_update()
+    row = await session.scalar(stmt)
+    if row is None:
+        raise NotFound(f"environment {org}/{project}/{environment} not found")
+    return proj, row
+
+
+async def get_prompt(
+    session: AsyncSession, project: Project, name: str, *, for_update: bool = False
+) -> Prompt:
+    stmt = select(Prompt).where(Prompt.project_id == project.id, Prompt.name == name)
+    if for_update:
+        stmt = stmt.with_for_update()
+    row = await session.scalar(stmt)
+    if row is None:
+        raise NotFound(f"prompt {name!r} not found in project {project.slug!r}")
+    return row

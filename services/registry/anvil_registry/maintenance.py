@@ -1,0 +1,62 @@
+"""Retention: events, audit entries and idempotency keys older than their settings go away."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from anvil_common.db import utcnow
+
+from .events.service import SEQUENCE_NAME
+from .models import AuditEntry, Event, EventSequence, IdempotencyRecord
+from .state import RegistryState
+
+__all__ = ["prune", "run_retention_loop"]
+
+log = logging.getLogger("anvil.registry.retention")
+
+
+async def prune(session: AsyncSession, state: RegistryState) -> dict[str, int]:
+    """Delete what is past retention; record the highest pruned event id ("too old" answers)."""
+    settings = state.settings
+    now = utcnow()
+    event_cutoff = now - timedelta(days=settings.event_retention_days)
+    newest_old = await session.scalar(select(func.max(Event.id)).where(Event.created_at < event_cutoff))
+    removed_events = 0
+    if newest_old is not None:
+        sequence = await session.get(EventSequence, SEQUENCE_NAME)
+        result = await session.execute(delete(Event).where(Event.id <= newest_old))
+        removed_events = result.rowcount or 0  # type: ignore[attr-defined]
+        if sequence is not None:
+            sequence.pruned_through = max(sequence.pruned_through, newest_old)
+    audit = await session.execute(
+        delete(AuditEntry).where(AuditEntry.at < now - timedelta(days=settings.audit_retention_days))
+    )
+    idem = await session.execute(
+        delete(IdempotencyRecord).where(
+            IdempotencyRecord.created_at < now - timedelta(hours=settings.idempotency_retention_hours)
+        )
+    )
+    return {
+        "events": removed_events,
+        "audit_entries": audit.rowcount or 0,  # type: ignore[attr-defined]
+        "idempotency_keys": idem.rowcount or 0,  # type: ignore[attr-defined]
+    }
+
+
+async def run_retention_loop(state: RegistryState, *, interval_seconds: float = 3600.0) -> None:
+    while True:
+        try:
+            async with state.db.session() as session:
+                removed = await prune(session, state)
+            if any(removed.values()):
+                log.info("retention removed rows", extra={"removed": removed})
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("retention pass failed; will retry")
+        await asyncio.sleep(interval_seconds)
