@@ -140,7 +140,7 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send_with_id)
         finally:
             elapsed = time.perf_counter() - started
-            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            route = _route_template(scope)
             method = scope["method"]
             self.metrics.requests.labels(self.metrics.service, method, route, str(status)).inc()
             self.metrics.latency.labels(self.metrics.service, method, route).observe(elapsed)
@@ -153,6 +153,18 @@ class RequestContextMiddleware:
                     extra={"status": status, "route": route, "duration_ms": round(elapsed * 1000, 2)},
                 )
             request_id_var.reset(token)
+
+
+def _route_template(scope: Scope) -> str:
+    """The matched route's path template (``/v1/orgs/{org}``), never the raw path (unbounded labels)."""
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    if path is None:
+        return "unmatched"
+    # FastAPI keeps routes of an included router relative to its prefix.
+    included = (scope.get("fastapi") or {}).get("included_router")
+    prefix = getattr(getattr(included, "include_context", None), "prefix", "") or ""
+    return f"{prefix}{path}"
 
 
 def health_router(ready_check: Callable[[], Awaitable[str | None]]) -> APIRouter:

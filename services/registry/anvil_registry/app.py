@@ -64,7 +64,7 @@ def build_state(settings: RegistrySettings) -> RegistryState:
         revocations=RevocationCache(refresh_seconds=settings.revocation_refresh_seconds),
     )
     # Any committed event may change what an environment serves: drop the cached bodies.
-    hub.subscribe(state.config_cache.clear)
+    hub.subscribe(state.config_cache.invalidate)
     return state
 
 

@@ -13,6 +13,7 @@ from anvil_common.observability import Metrics
 from anvil_wire import KeySet
 
 from .events.hub import EventHub
+from .revisions.cache import ConfigCache
 from .settings import RegistrySettings
 
 
@@ -36,6 +37,5 @@ class RegistryState:
     metrics: Metrics
     alembic: Config
     revocations: RevocationCache
-    # (org, project, environment) -> (etag, body bytes) of the current signed revision.
-    config_cache: dict[tuple[str, str, str], tuple[str, bytes]] = field(default_factory=dict)
+    config_cache: ConfigCache = field(default_factory=ConfigCache)
     extras: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,238 @@
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.encoders import jsonable_encoder
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.responses import JSONResponse, Response
+
+from anvil_common.http import parse_etags
+from anvil_common.pagination import Page, PageParams, paginate
+
+from ..auth import Principal, require
+from ..conditional import check_if_match
+from ..deps import Session, State
+from ..environments.service import environment_etag
+from ..idempotency import Idempotency
+from ..lookup import get_environment
+from ..models import ConfigRevision, Environment
+from . import service
+from .cache import CachedConfig
+from .diff import diff_revisions
+from .errors import EnvironmentArchived, NoRevision
+from .schemas import (
+    PromotionCreate,
+    RevisionCreate,
+    RevisionDiff,
+    RevisionPublic,
+    RevisionSummary,
+    RollbackCreate,
+)
+
+router = APIRouter(tags=["revisions"])
+ENV = "/orgs/{org}/projects/{project}/environments/{environment}"
+IfMatch = Annotated[
+    str | None, Header(alias="If-Match", description='Required: the environment\'s current ETag ("rev-N").')
+]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(alias="Idempotency-Key", description="Replays the first response for the same key and body."),
+]
+Publisher = Annotated[Principal, Depends(require("revisions:publish"))]
+Reader = Annotated[Principal, Depends(require("revisions:read"))]
+
+
+async def _respond(
+    session: AsyncSession,
+    idem: Idempotency,
+    created: service.Created,
+    environment: Environment,
+    location: str,
+) -> JSONResponse:
+    body = service.to_public(created.revision, environment)
+    status = 201 if created.created else 200
+    headers = {
+        "ETag": environment_etag(environment),
+        "Location": f"{location}/revisions/{created.revision.number}",
+    }
+    idem.remember(session, status_code=status, body=body, headers=headers)
+    return JSONResponse(jsonable_encoder(body), status_code=status, headers=headers)
+
+
+@router.post(
+    ENV + "/revisions", status_code=201, operation_id="publish_revision", response_model=RevisionPublic
+)
+async def publish_revision(
+    org: str,
+    project: str,
+    environment: str,
+    data: RevisionCreate,
+    request: Request,
+    session: Session,
+    state: State,
+    principal: Publisher,
+    if_match: IfMatch = None,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    """Publish prompt versions as the environment's next revision (200 and no new revision when unchanged)."""
+    proj, env = await get_environment(session, principal, org, project, environment, for_update=True)
+    idem = Idempotency(request, principal, data.model_dump())
+    if (replayed := await idem.replay(session)) is not None:
+        return replayed
+    check_if_match(if_match, environment_etag(env), required=True)
+    created = await service.publish_revision(
+        session, state, principal, project=proj, environment=env, data=data
+    )
+    return await _respond(session, idem, created, env, request.url.path.rsplit("/revisions", 1)[0])
+
+
+@router.post(
+    ENV + "/promotions", status_code=201, operation_id="promote_revision", response_model=RevisionPublic
+)
+async def promote_revision(
+    org: str,
+    project: str,
+    environment: str,
+    data: PromotionCreate,
+    request: Request,
+    session: Session,
+    state: State,
+    principal: Publisher,
+    if_match: IfMatch = None,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    """Promote: copy a revision of another environment (default its current one) into this one."""
+    proj, target = await get_environment(session, principal, org, project, environment, for_update=True)
+    _, source = await get_environment(session, principal, org, project, data.from_environment)
+    idem = Idempotency(request, principal, data.model_dump())
+    if (replayed := await idem.replay(session)) is not None:
+        return replayed
+    check_if_match(if_match, environment_etag(target), required=True)
+    created = await service.promote_revision(
+        session, state, principal, project=proj, source=source, target=target, data=data
+    )
+    return await _respond(session, idem, created, target, request.url.path.rsplit("/promotions", 1)[0])
+
+
+@router.post(ENV + "/rollbacks", status_code=201, operation_id="roll_back", response_model=RevisionPublic)
+async def roll_back(
+    org: str,
+    project: str,
+    environment: str,
+    data: RollbackCreate,
+    request: Request,
+    session: Session,
+    state: State,
+    principal: Publisher,
+    if_match: IfMatch = None,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    """Roll back: a new revision N+1 serving revision K's content, recording rollback_of=K."""
+    proj, env = await get_environment(session, principal, org, project, environment, for_update=True)
+    idem = Idempotency(request, principal, data.model_dump())
+    if (replayed := await idem.replay(session)) is not None:
+        return replayed
+    check_if_match(if_match, environment_etag(env), required=True)
+    created = await service.roll_back(
+        session,
+        state,
+        principal,
+        project=proj,
+        environment=env,
+        to_revision=data.to_revision,
+        message=data.message,
+    )
+    return await _respond(session, idem, created, env, request.url.path.rsplit("/rollbacks", 1)[0])
+
+
+@router.get(ENV + "/revisions", operation_id="list_revisions")
+async def list_revisions(
+    org: str,
+    project: str,
+    environment: str,
+    session: Session,
+    principal: Reader,
+    page: Annotated[PageParams, Depends()],
+) -> Page[RevisionSummary]:
+    """Revision history, newest first."""
+    _, env = await get_environment(session, principal, org, project, environment)
+    stmt = select(ConfigRevision).where(ConfigRevision.environment_id == env.id)
+    rows, token = await paginate(session, stmt, ConfigRevision.number, page, descending=True)
+    items = [RevisionSummary.model_validate(r, from_attributes=True) for r in rows]
+    return Page(items=items, next_page_token=token)
+
+
+@router.get(ENV + "/revisions/{number}", operation_id="get_revision")
+async def get_revision(
+    org: str, project: str, environment: str, number: int, session: Session, principal: Reader
+) -> RevisionPublic:
+    """One revision: what it serves, exact versions and digests, partial dependencies."""
+    _, env = await get_environment(session, principal, org, project, environment)
+    return service.to_public(await service.get_revision(session, env, number), env)
+
+
+@router.get(ENV + "/revisions/{number}/document", operation_id="get_revision_document")
+async def get_revision_document(
+    org: str, project: str, environment: str, number: int, session: Session, principal: Reader
+) -> Response:
+    """The signed revision document (docs/api.md, "Config revisions") of one revision."""
+    _, env = await get_environment(session, principal, org, project, environment)
+    revision = await service.get_revision(session, env, number)
+    return Response(revision.document, media_type="application/json", headers={"ETag": f'"rev-{number}"'})
+
+
+@router.get(ENV + "/diff", operation_id="diff_revisions")
+async def diff(
+    org: str,
+    project: str,
+    environment: str,
+    session: Session,
+    principal: Reader,
+    from_revision: Annotated[int, Query(alias="from", ge=1)],
+    to_revision: Annotated[
+        int | None, Query(alias="to", ge=1, description="Default: the current revision.")
+    ] = None,
+) -> RevisionDiff:
+    """What changed between two revisions of an environment."""
+    _, env = await get_environment(session, principal, org, project, environment)
+    before = await service.get_revision(session, env, from_revision)
+    after = await service.get_revision(session, env, to_revision or env.last_revision or from_revision)
+    return diff_revisions(before, after)
+
+
+@router.get(ENV + "/config", operation_id="get_config", responses={304: {"description": "Not modified"}})
+async def get_config(
+    org: str,
+    project: str,
+    environment: str,
+    state: State,
+    principal: Annotated[Principal, Depends(require("config:read"))],
+    if_none_match: Annotated[str | None, Header(alias="If-None-Match")] = None,
+) -> Response:
+    """The environment's current signed revision document; ETag "rev-N", 304 when unchanged."""
+    key = (org, project, environment)
+    principal.ensure_scope_target(org, project, environment)
+    cached = state.config_cache.get(key)
+    if cached is None:
+        cached = await _load_config(state, principal, key)
+    tags = parse_etags(if_none_match)
+    headers = {"ETag": cached.etag, "Cache-Control": "no-cache"}
+    if tags is not None and (cached.etag in tags or "*" in tags):
+        return Response(status_code=304, headers=headers)
+    return Response(cached.body, media_type="application/json", headers=headers)
+
+
+async def _load_config(state: Any, principal: Principal, key: tuple[str, str, str]) -> CachedConfig:
+    generation = state.config_cache.generation
+    async with state.db.session(write=False) as session:
+        _, env = await get_environment(session, principal, *key)
+        if env.archived_at is not None:
+            raise EnvironmentArchived(f"environment {key[2]!r} is archived and serves nothing")
+        if env.last_revision == 0:
+            raise NoRevision(f"nothing has been published to environment {key[2]!r} yet")
+        revision = await service.get_revision(session, env, env.last_revision)
+    cached = CachedConfig(etag=f'"rev-{revision.number}"', body=revision.document.encode("utf-8"))
+    state.config_cache.put(key, cached, generation=generation)
+    return cached

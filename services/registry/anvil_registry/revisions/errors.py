@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+from anvil_common.problems import Conflict, Gone, NotFound, ValidationFailed
+
+
+class UnresolvedPartial(ValidationFailed):
+    code, title = "unresolved-partial", "Partial cannot be resolved"
+
+
+class CyclicReference(ValidationFailed):
+    code, title = "cyclic-reference", "Partials form a cycle"
+
+
+class InvalidPartial(ValidationFailed):
+    code, title = "invalid-partial", "Partial is not a text template"
+
+
+class UnknownPrompt(ValidationFailed):
+    code, title = "unknown-prompt", "Unknown prompt or version"
+
+
+class ArchivedPrompt(ValidationFailed):
+    code, title = "archived-prompt", "Archived prompts cannot be published"
+
+
+class RevisionNotFound(NotFound):
+    code, title = "revision-not-found", "Revision not found"
+
+
+class NoRevision(NotFound):
+    code, title = "no-revision", "Nothing published yet"
+
+
+class EnvironmentArchived(Gone):
+    code, title = "environment-archived", "Environment archived"
+
+
+class IdempotencyKeyReused(ValidationFailed):
+    code, title = "idempotency-key-reused", "Idempotency-Key reused with a different request"
+
+
+class CrossProjectPromotion(Conflict):
+    code, title = "cross-project-promotion", "Promotion stays within a project"
+
+
+class InvalidRollbackTarget(ValidationFailed):
+    code, title = "invalid-rollback-target", "Invalid rollback target"
