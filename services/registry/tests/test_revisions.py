@@ -293,3 +293,43 @@ async def test_concurrent_publishers_get_consecutive_revision_numbers(client, ad
     assert sorted(numbers) == [1, 2, 3, 4, 5, 6]
     final = (await client.get(f"{ENV}/prod/revisions/6", headers=admin_headers)).json()
     assert sorted(final["prompts"]) == [f"p{i}" for i in range(6)]
+
+
+async def test_partials_nested_deeper_than_clients_render_are_refused(
+    client, admin_headers, acme, state, snapshot
+):
+    await create_env(client, admin_headers, "prod")
+    await add_version(state, "web", "p0", "end")
+    for i in range(1, 18):
+        await add_version(state, "web", f"p{i}", f"{i} {{{{> p{i - 1}@1}}}}")
+    ok = await publish(client, admin_headers, "prod", {"prompts": {"p16": 1}})
+    assert ok.status_code == 201, ok.text
+    doc = (await client.get(f"{ENV}/prod/config", headers=admin_headers)).json()
+    rendered = verify_revision(doc, state.keyset.public_keys()).render("p16", {})
+    assert isinstance(rendered, str)
+    assert rendered.endswith("1 end")
+    before = await snapshot()
+    r = await publish(client, admin_headers, "prod", {"prompts": {"p17": 1}})
+    assert r.status_code == 422
+    assert r.json()["type"] == "urn:anvil:problem:partials-too-deep"
+    assert await snapshot() == before
+
+
+async def test_archived_prompt_cannot_be_reached_through_a_partial(
+    client, admin_headers, acme, state, snapshot
+):
+    await create_env(client, admin_headers, "prod")
+    await add_version(state, "web", "legal", "(c)")
+    await add_version(state, "web", "mail", "Hi {{> legal@1}}")
+    async with state.db.session() as session:
+        from sqlalchemy import update
+
+        from anvil_common.db import utcnow
+        from anvil_registry.models import Prompt
+
+        await session.execute(update(Prompt).where(Prompt.name == "legal").values(archived_at=utcnow()))
+    before = await snapshot()
+    r = await publish(client, admin_headers, "prod", {"prompts": {"mail": 1}})
+    assert r.status_code == 422
+    assert r.json()["type"] == "urn:anvil:problem:archived-prompt"
+    assert await snapshot() == before

@@ -45,3 +45,7 @@ class CrossProjectPromotion(Conflict):
 
 class InvalidRollbackTarget(ValidationFailed):
     code, title = "invalid-rollback-target", "Invalid rollback target"
+
+
+class PartialsTooDeep(ValidationFailed):
+    code, title = "partials-too-deep", "Partials nest too deep"

@@ -15,9 +15,10 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from anvil_wire import ManifestEntry, PartialRef, template_references
+from anvil_wire.prompts import MAX_PARTIAL_DEPTH
 
 from ..models import ConfigRevision, Environment, Project, Prompt, PromptVersion, RevisionEntry
-from .errors import CyclicReference, InvalidPartial, UnresolvedPartial
+from .errors import ArchivedPrompt, CyclicReference, InvalidPartial, PartialsTooDeep, UnresolvedPartial
 
 __all__ = ["Closure", "resolve_closure", "served_versions"]
 
@@ -58,10 +59,15 @@ class _Resolver:
         self.closure = Closure()
         self._projects: dict[str, Project] = {project.slug: project}
         self._entry_partials: dict[str, dict[str, str]] = {}
+        self._height: dict[str, int] = {}  # longest chain of partials below an entry
 
     async def run(self) -> Closure:
         for name in sorted(self.served):
             await self._visit(name, self.served[name], self.project, (name,))
+            if self._height[name] > MAX_PARTIAL_DEPTH:
+                raise PartialsTooDeep(
+                    f"{name}: partials nest {self._height[name]} deep; clients render at most {MAX_PARTIAL_DEPTH}"
+                )
         for name, version in self.served.items():
             self.closure.prompts[name] = ManifestEntry(
                 version=version.number, digest=version.content_hash, partials=self._entry_partials[name]
@@ -77,6 +83,7 @@ class _Resolver:
         self._entry_partials[key] = partials  # set before recursing: a re-visit on the stack is a cycle
         self.closure.contents[version.content_hash] = version.content
         self.closure.version_ids[key] = version.id
+        height = 0
         for ref in template_references(version.content):
             target_key, target, target_project = await self._resolve(ref, project, key)
             if target_key in stack:
@@ -85,6 +92,7 @@ class _Resolver:
                 raise InvalidPartial(f"{key}: partial {ref.text!r} is a chat prompt; partials must be text")
             partials[ref.text] = target_key
             await self._visit(target_key, target, target_project, (*stack, target_key))
+            height = max(height, self._height[target_key] + 1)
             if target_key not in self.served:
                 self.closure.dependencies[target_key] = ManifestEntry(
                     version=target.number,
@@ -93,6 +101,7 @@ class _Resolver:
                     project=target_project.slug,
                     name=ref.name,
                 )
+        self._height[key] = height
 
     async def _project(self, slug: str, where: str, ref: PartialRef) -> Project:
         if slug not in self._projects:
@@ -105,8 +114,15 @@ class _Resolver:
                 raise UnresolvedPartial(
                     f"{where}: partial {ref.text!r}: no project {slug!r} in this organisation"
                 )
+            if found.archived_at is not None:
+                raise ArchivedPrompt(f"{where}: partial {ref.text!r}: project {slug!r} is archived")
             self._projects[slug] = found
         return self._projects[slug]
+
+    async def _ensure_active(self, version: PromptVersion, where: str, ref: PartialRef) -> None:
+        prompt = await self.session.get(Prompt, version.prompt_id)
+        if prompt is None or prompt.archived_at is not None:
+            raise ArchivedPrompt(f"{where}: partial {ref.text!r} points at an archived prompt")
 
     async def _resolve(
         self, ref: PartialRef, context: Project, where: str
@@ -126,6 +142,7 @@ class _Resolver:
                 raise UnresolvedPartial(
                     f"{where}: partial {ref.text!r}: no version {ref.version} of {ref.name!r}"
                 )
+            await self._ensure_active(version, where, ref)
             return f"{project.slug}:{ref.name}@{version.number}", version, project
         if ref.environment is None and project.id == self.project.id:
             served = self.served.get(ref.name)
@@ -139,15 +156,16 @@ class _Resolver:
         environment = await self.session.scalar(
             select(Environment).where(Environment.project_id == project.id, Environment.name == env_name)
         )
-        if environment is None:
+        if environment is None or environment.archived_at is not None:
             raise UnresolvedPartial(
-                f"{where}: partial {ref.text!r}: no environment {project.slug}/{env_name}"
+                f"{where}: partial {ref.text!r}: no active environment {project.slug}/{env_name}"
             )
         version = (await served_versions(self.session, environment)).get(ref.name)
         if version is None:
             raise UnresolvedPartial(
                 f"{where}: partial {ref.text!r}: {project.slug}/{env_name} does not serve {ref.name!r}"
             )
+        await self._ensure_active(version, where, ref)
         return f"{project.slug}:{ref.name}@{version.number}", version, project
 
 
