@@ -66,7 +66,8 @@ class _Resolver:
             await self._visit(name, self.served[name], self.project, (name,))
             if self._height[name] > MAX_PARTIAL_DEPTH:
                 raise PartialsTooDeep(
-                    f"{name}: partials nest {self._height[name]} deep; clients render at most {MAX_PARTIAL_DEPTH}"
+                    f"{name}: partials nest {self._height[name]} deep; "
+                    f"clients render at most {MAX_PARTIAL_DEPTH}"
                 )
         for name, version in self.served.items():
             self.closure.prompts[name] = ManifestEntry(
