@@ -2,13 +2,10 @@ from __future__ import annotations
 
 from anvil_common.problems import Conflict, Gone, NotFound, ValidationFailed
 
+# One class per problem type: partial errors are raised at version creation and at publish.
+from ..prompts.errors import CyclicReference, UnresolvedPartial
 
-class UnresolvedPartial(ValidationFailed):
-    code, title = "unresolved-partial", "Partial cannot be resolved"
-
-
-class CyclicReference(ValidationFailed):
-    code, title = "cyclic-reference", "Partials form a cycle"
+__all__ = ["CyclicReference", "UnresolvedPartial"]
 
 
 class InvalidPartial(ValidationFailed):
