@@ -115,12 +115,15 @@ class Database:
             else self.engine
         )
         self._read = async_sessionmaker(reader, expire_on_commit=False, autoflush=False)
+        # Copied into every session's ``info`` (e.g. the service state its hooks need).
+        self.default_info: dict[str, Any] = {}
 
     @asynccontextmanager
     async def session(self, *, write: bool = True) -> AsyncIterator[AsyncSession]:
         """One transaction: committed on success (then after-commit hooks run), rolled back on error."""
         factory = self._write if write else self._read
         async with factory() as session:
+            session.info.update(self.default_info)
             try:
                 yield session
                 await session.commit()

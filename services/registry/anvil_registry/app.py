@@ -63,6 +63,7 @@ def build_state(settings: RegistrySettings) -> RegistryState:
         alembic=registry_alembic_config(),
         revocations=RevocationCache(refresh_seconds=settings.revocation_refresh_seconds),
     )
+    state.db.default_info["state"] = state
     # Any committed event may change what an environment serves: drop the cached bodies.
     hub.subscribe(state.config_cache.invalidate)
     return state
@@ -79,7 +80,7 @@ def create_app(settings: RegistrySettings | None = None) -> FastAPI:
             await upgrade(state.db.engine, state.alembic, schema=state.db.schema)
         listener = None
         if state.db.dialect == "postgresql":
-            listener = PostgresListener(state.db.url, state.hub)
+            listener = PostgresListener(state.db.url, state.hub, schema=state.db.schema)
             listener.start()
             state.extras["listener"] = listener
         from .maintenance import run_retention_loop

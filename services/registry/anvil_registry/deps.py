@@ -24,7 +24,6 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     """One transaction per request, committed before the response is sent."""
     state = get_state(request)
     async with state.db.session(write=request.method not in _READ_METHODS) as session:
-        session.info["state"] = state
         yield session
 
 

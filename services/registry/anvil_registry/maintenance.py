@@ -6,7 +6,7 @@ import asyncio
 import logging
 from datetime import timedelta
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from anvil_common.db import utcnow
@@ -24,15 +24,6 @@ async def prune(session: AsyncSession, state: RegistryState) -> dict[str, int]:
     """Delete what is past retention; record the highest pruned event id ("too old" answers)."""
     settings = state.settings
     now = utcnow()
-    event_cutoff = now - timedelta(days=settings.event_retention_days)
-    newest_old = await session.scalar(select(func.max(Event.id)).where(Event.created_at < event_cutoff))
-    removed_events = 0
-    if newest_old is not None:
-        sequence = await session.get(EventSequence, SEQUENCE_NAME)
-        result = await session.execute(delete(Event).where(Event.id <= newest_old))
-        removed_events = result.rowcount or 0  # type: ignore[attr-defined]
-        if sequence is not None:
-            sequence.pruned_through = max(sequence.pruned_through, newest_old)
     audit = await session.execute(
         delete(AuditEntry).where(AuditEntry.at < now - timedelta(days=settings.audit_retention_days))
     )
@@ -41,6 +32,21 @@ async def prune(session: AsyncSession, state: RegistryState) -> dict[str, int]:
             IdempotencyRecord.created_at < now - timedelta(hours=settings.idempotency_retention_hours)
         )
     )
+    # Events last: the event_sequence row lock taken below is one publishers also need.
+    event_cutoff = now - timedelta(days=settings.event_retention_days)
+    newest_old = await session.scalar(select(func.max(Event.id)).where(Event.created_at < event_cutoff))
+    removed_events = 0
+    if newest_old is not None:
+        # Events go by id, not by date, so the kept ones stay contiguous above pruned_through.
+        result = await session.execute(delete(Event).where(Event.id <= newest_old))
+        removed_events = result.rowcount or 0  # type: ignore[attr-defined]
+        # A conditional UPDATE: a concurrent prune (another replica) that saw an older value can
+        # never move pruned_through back below what was deleted.
+        await session.execute(
+            update(EventSequence)
+            .where(EventSequence.name == SEQUENCE_NAME, EventSequence.pruned_through < newest_old)
+            .values(pruned_through=newest_old)
+        )
     return {
         "events": removed_events,
         "audit_entries": audit.rowcount or 0,  # type: ignore[attr-defined]

@@ -5,10 +5,11 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from .environments.endpoints import router as environments
+from .events.endpoints import router as events
 from .orgs.endpoints import router as orgs
 from .projects.endpoints import router as projects
 from .prompt_sets.endpoints import router as prompt_sets
 from .prompts.endpoints import router as prompts
 from .revisions.endpoints import router as revisions
 
-ROUTERS: list[APIRouter] = [orgs, projects, prompts, prompt_sets, environments, revisions]
+ROUTERS: list[APIRouter] = [orgs, projects, prompts, prompt_sets, environments, revisions, events]
