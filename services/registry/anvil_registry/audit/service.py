@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
+from sqlalchemy import Select, false, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from anvil_common.observability import request_id_var
 
 from ..auth import Principal
-from ..models import AuditEntry
+from ..models import AuditEntry, Organisation
 
-__all__ = ["record"]
+__all__ = ["record", "audit_entries", "org_slugs"]
 
 
 def record(
@@ -36,3 +39,43 @@ def record(
             request_id=request_id_var.get(),
         )
     )
+
+
+async def audit_entries(
+    session: AsyncSession,
+    principal: Principal,
+    *,
+    action: str | None = None,
+    target: str | None = None,
+    actor: str | None = None,
+    since: datetime | None = None,
+) -> Select[AuditEntry]:
+    """The statement selecting the entries this caller may read (its organisation's only)."""
+    stmt = select(AuditEntry)
+    if not principal.is_instance_admin:
+        org_id = None
+        if principal.claims.org is not None:
+            org_id = await session.scalar(
+                select(Organisation.id).where(Organisation.slug == principal.claims.org)
+            )
+        stmt = stmt.where(AuditEntry.organisation_id == org_id) if org_id else stmt.where(false())
+    if action is not None:
+        stmt = stmt.where(AuditEntry.action == action)
+    if target is not None:
+        stmt = stmt.where(AuditEntry.target == target)
+    if actor is not None:
+        stmt = stmt.where(AuditEntry.actor == actor)
+    if since is not None:
+        stmt = stmt.where(AuditEntry.at >= since)
+    return stmt
+
+
+async def org_slugs(session: AsyncSession, ids: Iterable[uuid.UUID | None]) -> dict[uuid.UUID, str]:
+    """Organisation id -> slug, in one query, for rows that only carry the id."""
+    wanted = {i for i in ids if i is not None}
+    if not wanted:
+        return {}
+    rows = await session.execute(
+        select(Organisation.id, Organisation.slug).where(Organisation.id.in_(wanted))
+    )
+    return {row.id: row.slug for row in rows}
