@@ -244,14 +244,14 @@ async def test_long_poll_returns_as_soon_as_an_event_commits(
     live_server, admin_headers, state, acme, monkeypatch
 ):
     waiting = watch_waits(monkeypatch, state)
-    http = httpx.AsyncClient(base_url=live_server, headers=admin_headers, timeout=30)
-    async with http, in_background(http.get(FEED, params={"after": 0, "wait": 10})) as poll:
-        await asyncio.wait_for(waiting.wait(), 5)
+    http = httpx.AsyncClient(base_url=live_server, headers=admin_headers, timeout=45)
+    async with http, in_background(http.get(FEED, params={"after": 0, "wait": 30})) as poll:
+        await asyncio.wait_for(waiting.wait(), 20)
         assert not poll.done()
         # A real request commits the event (archiving a project writes one).
         r = await http.delete("/v1/orgs/acme/projects/web", headers={"If-Match": '"p1"'})
         assert r.status_code == 200, r.text
-        response = await asyncio.wait_for(poll, 5)  # well before the 10 s wait runs out
+        response = await asyncio.wait_for(poll, 25)  # before the 30 s wait runs out, even on a loaded machine
     events = response.json()["events"]
     assert [(e["id"], e["kind"]) for e in events] == [(1, "project.archived")]
     assert events[0]["payload"] == {"organisation": "acme", "project": "web"}
@@ -265,15 +265,15 @@ async def test_long_poll_ignores_other_tenants_events_and_keeps_waiting(
     acme_id, globex_id = await org_id(state, "acme"), await org_id(state, "globex")
     waiting = watch_waits(monkeypatch, state)
     acme_token = bearer(make_token("service", org="acme", scopes=["events:read"]))
-    http = httpx.AsyncClient(base_url=live_server, headers=acme_token, timeout=30)
-    async with http, in_background(http.get(FEED, params={"wait": 10})) as poll:
-        await asyncio.wait_for(waiting.wait(), 5)
+    http = httpx.AsyncClient(base_url=live_server, headers=acme_token, timeout=45)
+    async with http, in_background(http.get(FEED, params={"wait": 30})) as poll:
+        await asyncio.wait_for(waiting.wait(), 20)
         waiting.clear()
         await append(state, org_id=globex_id)  # wakes the poll, which finds nothing it may see
-        await asyncio.wait_for(waiting.wait(), 5)
+        await asyncio.wait_for(waiting.wait(), 20)
         assert not poll.done()
         await append(state, org_id=acme_id)
-        response = await asyncio.wait_for(poll, 5)
+        response = await asyncio.wait_for(poll, 25)
     assert ids_of(response) == [2]
     assert response.json()["next_after"] == 2
 
@@ -290,7 +290,8 @@ async def test_commit_between_the_query_and_the_wait_is_not_missed(client, admin
         return page
 
     monkeypatch.setattr(events_service, "_read_page", read_then_commit)
-    r = await asyncio.wait_for(client.get(FEED, params={"wait": 10}, headers=admin_headers), 5)
+    # A missed wake-up would sleep the whole 60 s wait; the bound catches it with room for a loaded machine.
+    r = await asyncio.wait_for(client.get(FEED, params={"wait": 60}, headers=admin_headers), 30)
     assert ids_of(r) == [1]
     assert reads == 2
 
@@ -336,16 +337,16 @@ async def test_long_poll_on_another_replica_wakes_on_notify(settings, admin_head
         await asyncio.wait_for(state_b.extras["listener"].connected.wait(), 10)
         waiting = watch_waits(monkeypatch, state_b)
         transport = httpx.ASGITransport(app=replica)
-        client_b = httpx.AsyncClient(transport=transport, base_url="http://replica-b")
+        client_b = httpx.AsyncClient(transport=transport, base_url="http://replica-b", timeout=45)
         async with (
             client_b,
-            in_background(client_b.get(FEED, params={"wait": 10}, headers=admin_headers)) as poll,
+            in_background(client_b.get(FEED, params={"wait": 30}, headers=admin_headers)) as poll,
         ):
-            await asyncio.wait_for(waiting.wait(), 5)
+            await asyncio.wait_for(waiting.wait(), 20)
             # Committed through replica A, with no in-process hook: only NOTIFY can reach B.
             async with state.db.session() as session:
                 await append_event(session, kind="test.cross", payload={"from": "a"})
-            response = await asyncio.wait_for(poll, 5)
+            response = await asyncio.wait_for(poll, 25)
     assert [(e["id"], e["kind"]) for e in response.json()["events"]] == [(1, "test.cross")]
 
 
