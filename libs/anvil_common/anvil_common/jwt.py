@@ -4,7 +4,9 @@
 * keys are python-jose key objects built from JWKs, never raw bytes or PEM strings, so an HS256
   token "signed" with the public key can never verify;
 * ``exp``, ``iat``, ``aud``, ``iss``, ``jti`` required; ``jku``/``x5u``/``jwk``/``x5c``/``crit``
-  headers refused; ``typ`` must be ``JWT``;
+  headers refused; ``typ`` must be ``JWT`` (so a signed document can never pass for a token);
+* each part must be strict, canonical base64url (python-jose alone would accept padding and
+  other spellings of the same bytes);
 * every failure, including malformed claims, raises :class:`TokenInvalid` (a 401 problem).
 """
 
@@ -20,7 +22,8 @@ from jose import jwk, jwt
 from jose.exceptions import ExpiredSignatureError
 
 from anvil_wire import KeySet, SigningKey
-from anvil_wire.keys import ALGORITHM
+from anvil_wire.b64 import b64url_decode
+from anvil_wire.keys import ALGORITHM, public_jwk, public_key_from_jwk
 
 from .problems import Unauthorized
 
@@ -123,11 +126,13 @@ class TokenVerifier:
         self.leeway = leeway
         self._keys: dict[str, tuple[str, Any]] = {}
         for entry in public_jwks.get("keys", []):
-            alg = entry.get("alg", ALGORITHM)
-            if alg != ALGORITHM:
-                raise ValueError(f"key {entry.get('kid')!r}: only {ALGORITHM} keys are accepted")
-            public = {k: entry[k] for k in ("kty", "crv", "x", "y")}
-            self._keys[entry["kid"]] = (alg, jwk.construct(public, algorithm=alg))
+            kid = entry.get("kid")
+            if not isinstance(kid, str) or not kid:
+                raise ValueError("every verification key needs a 'kid'")
+            # Validated by anvil_wire (EC P-256, alg ES256 if present, point on the curve), so a
+            # key of another type can never be handed to python-jose.
+            public = public_jwk(public_key_from_jwk(entry))
+            self._keys[kid] = (ALGORITHM, jwk.construct(public, algorithm=ALGORITHM))
         self._cache: dict[str, Claims] = {}
         self._cache_size = cache_size
 
@@ -152,7 +157,12 @@ class TokenVerifier:
         return claims
 
     def _verify_uncached(self, token: str) -> Claims:
+        parts = token.split(".")
         try:
+            if len(parts) != 3 or not all(parts):
+                raise ValueError("a compact JWT has three non-empty parts")
+            for part in parts:
+                b64url_decode(part)
             header = jwt.get_unverified_header(token)
         except Exception as exc:
             raise TokenInvalid("token is not a well-formed JWT") from exc
@@ -162,7 +172,7 @@ class TokenVerifier:
             raise TokenInvalid(
                 f"token header members refused: {', '.join(sorted(_FORBIDDEN_HEADERS & header.keys()))}"
             )
-        if header.get("typ", "JWT") != "JWT":
+        if header.get("typ") != "JWT":
             raise TokenInvalid(f"a {header.get('typ')!r} document is not a token")
         kid = header.get("kid")
         pinned = self._keys.get(kid) if isinstance(kid, str) else None

@@ -39,12 +39,13 @@ SLUG_PATTERN = r"[a-z][a-z0-9-]{0,62}"
 _SEGMENT = r"[a-z0-9][a-z0-9._-]{0,62}"
 NAME_PATTERN = rf"{_SEGMENT}(?:/{_SEGMENT}){{0,7}}"
 _VAR = r"[A-Za-z_][A-Za-z0-9_]{0,63}"
-_NAME_RE = re.compile(rf"^{NAME_PATTERN}$")
-_SLUG_RE = re.compile(rf"^{SLUG_PATTERN}$")
-_VAR_RE = re.compile(rf"^{_VAR}$")
+# Matched with fullmatch: ``$`` would also match before a trailing newline ("acme\n").
+_NAME_RE = re.compile(NAME_PATTERN)
+_SLUG_RE = re.compile(SLUG_PATTERN)
+_VAR_RE = re.compile(_VAR)
 _REF_RE = re.compile(
-    rf"^(?:(?P<project>{SLUG_PATTERN}):)?(?P<name>{NAME_PATTERN})"
-    rf"(?:@(?:(?P<version>[1-9][0-9]{{0,8}})|(?P<environment>{SLUG_PATTERN})))?$"
+    rf"(?:(?P<project>{SLUG_PATTERN}):)?(?P<name>{NAME_PATTERN})"
+    rf"(?:@(?:(?P<version>[1-9][0-9]{{0,8}})|(?P<environment>{SLUG_PATTERN})))?"
 )
 _TAG_RE = re.compile(r"\\\{\{|\{\{(.*?)\}\}", re.DOTALL)
 CHAT_ROLES = ("system", "developer", "user", "assistant")
@@ -94,16 +95,16 @@ Token = Text | Variable | PartialRef
 
 
 def is_prompt_name(value: object) -> bool:
-    return isinstance(value, str) and len(value) <= MAX_NAME_LENGTH and bool(_NAME_RE.match(value))
+    return isinstance(value, str) and len(value) <= MAX_NAME_LENGTH and bool(_NAME_RE.fullmatch(value))
 
 
 def is_slug(value: object) -> bool:
-    return isinstance(value, str) and bool(_SLUG_RE.match(value))
+    return isinstance(value, str) and bool(_SLUG_RE.fullmatch(value))
 
 
 def parse_reference(text: str) -> PartialRef:
     """Parse a partial reference such as ``shared:footer@3`` or ``footer@prod``."""
-    match = _REF_RE.match(text)
+    match = _REF_RE.fullmatch(text)
     if not match:
         raise PromptFormatError(
             f"invalid partial reference {text!r}: expected [project:]name[@version|@environment]"
@@ -134,7 +135,7 @@ def parse_template(template: str) -> list[Token]:
         buffer = []
         if inner.startswith(">"):
             tokens.append(parse_reference(inner[1:].strip()))
-        elif _VAR_RE.match(inner):
+        elif _VAR_RE.fullmatch(inner):
             tokens.append(Variable(inner))
         else:
             line = template.count("\n", 0, match.start()) + 1
@@ -199,7 +200,7 @@ def _normalize_variables(variables: Any) -> dict[str, dict[str, Any]]:
         raise PromptFormatError("variables must be an object mapping names to declarations")
     result: dict[str, dict[str, Any]] = {}
     for name, spec in variables.items():
-        if not isinstance(name, str) or not _VAR_RE.match(name):
+        if not isinstance(name, str) or not _VAR_RE.fullmatch(name):
             raise PromptFormatError(f"invalid variable name {name!r}")
         spec = {} if spec is None else spec
         if not isinstance(spec, Mapping) or not set(spec) <= {"description", "default"}:
@@ -237,7 +238,8 @@ def normalize_content(content: Mapping[str, Any]) -> dict[str, Any]:
         raise PromptFormatError(f"unknown content member(s): {', '.join(sorted(unknown))}")
     if "template" not in content:
         raise PromptFormatError("content needs a 'template'")
-    metadata = content.get("metadata") or {}
+    metadata = content.get("metadata")
+    metadata = {} if metadata is None else metadata
     if not isinstance(metadata, Mapping):
         raise PromptFormatError("metadata must be an object")
     normal = {
@@ -274,19 +276,21 @@ def render(
     """Render normalized content with ``variables``; partials come from ``resolve_partial``.
 
     ``resolve_partial(parent_content, ref)`` returns the content a reference points to (or
-    raises RenderError). Raises RenderError for missing or unknown variables and partial cycles.
+    raises RenderError); it must return the same object for the same target, which is how a
+    cycle is recognised (the same reference text may name different prompts in different
+    projects, so texts cannot be compared). Raises RenderError for missing or unknown
+    variables, partial cycles and partials nested deeper than MAX_PARTIAL_DEPTH.
     """
-    used: set[str] = set()
     declared: set[str] = set()
+    missing: list[str] = []
 
-    def expand(node: Mapping[str, Any], text: str, stack: tuple[str, ...]) -> str:
+    def expand(node: Mapping[str, Any], text: str, path: tuple[str, ...], nodes: tuple[int, ...]) -> str:
         declared.update(node["variables"])
         out: list[str] = []
         for token in parse_template(text):
             if isinstance(token, Text):
                 out.append(token.text)
             elif isinstance(token, Variable):
-                used.add(token.name)
                 if token.name in variables:
                     out.append(str(variables[token.name]))
                 elif (default := node["variables"].get(token.name, {}).get("default")) is not None:
@@ -296,20 +300,25 @@ def render(
             else:
                 if resolve_partial is None:
                     raise RenderError(f"partial {token.text!r} cannot be resolved here")
-                if token.text in stack or len(stack) >= MAX_PARTIAL_DEPTH:
-                    raise RenderError(f"partial cycle or depth limit at {' > '.join((*stack, token.text))}")
+                chain = " > ".join((*path, token.text))
+                if len(path) >= MAX_PARTIAL_DEPTH:
+                    raise RenderError(
+                        f"partials nested deeper than {MAX_PARTIAL_DEPTH} (depth limit) at {chain}"
+                    )
                 target = resolve_partial(node, token)
+                if id(target) in nodes:
+                    raise RenderError(f"partial cycle at {chain}")
                 if not isinstance(target["template"], str):
                     raise RenderError(f"partial {token.text!r} is a chat prompt; partials must be text")
-                out.append(expand(target, target["template"], (*stack, token.text)))
+                out.append(expand(target, target["template"], (*path, token.text), (*nodes, id(target))))
         return "".join(out)
 
-    missing: list[str] = []
     template = content["template"]
+    root = (id(content),)
     if isinstance(template, str):
-        result: str | list[dict[str, str]] = expand(content, template, ())
+        result: str | list[dict[str, str]] = expand(content, template, (), root)
     else:
-        result = [{"role": m["role"], "content": expand(content, m["content"], ())} for m in template]
+        result = [{"role": m["role"], "content": expand(content, m["content"], (), root)} for m in template]
     if missing:
         raise RenderError(f"missing variable(s): {', '.join(dict.fromkeys(missing))}")
     unknown = sorted(set(variables) - declared)

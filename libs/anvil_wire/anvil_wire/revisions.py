@@ -16,7 +16,7 @@ from typing import Any
 from .canonical import digest_of, is_digest
 from .jws import TYP_REVISION_MANIFEST, JWSError, KeyLookup, sign_document, verify
 from .keys import SigningKey
-from .prompts import PartialRef, RenderError, is_prompt_name, render
+from .prompts import PartialRef, RenderError, is_prompt_name, is_slug, render
 
 __all__ = [
     "DOCUMENT_FORMAT",
@@ -69,8 +69,16 @@ class ManifestEntry:
         _require(
             isinstance(doc, Mapping) and set(doc) == allowed, f"manifest entry {key!r} has the wrong members"
         )
-        _require(isinstance(doc["version"], int) and doc["version"] >= 1, f"entry {key!r}: bad version")
+        version = doc["version"]
+        _require(
+            isinstance(version, int) and not isinstance(version, bool) and version >= 1,
+            f"entry {key!r}: bad version",
+        )
         _require(is_digest(doc["digest"]), f"entry {key!r}: bad digest")
+        _require(
+            not dependency or (is_slug(doc["project"]) and is_prompt_name(doc["name"])),
+            f"dependency {key!r}: project must be a slug and name a prompt name",
+        )
         partials = doc["partials"]
         _require(
             isinstance(partials, Mapping)
@@ -141,6 +149,10 @@ class RevisionManifest:
             "dependencies",
         }
         _require(set(doc) == expected, "revision manifest has missing or unknown members")
+        _require(
+            isinstance(doc["issuer"], str) and isinstance(doc["created_at"], str),
+            "manifest issuer and created_at must be strings",
+        )
         for part, keys in (
             ("organisation", {"id", "slug"}),
             ("project", {"id", "slug"}),
@@ -159,7 +171,12 @@ class RevisionManifest:
             "bad revision number",
         )
         _require(
-            rollback_of is None or (isinstance(rollback_of, int) and 1 <= rollback_of < revision),
+            rollback_of is None
+            or (
+                isinstance(rollback_of, int)
+                and not isinstance(rollback_of, bool)
+                and 1 <= rollback_of < revision
+            ),
             "rollback_of must name an earlier revision",
         )
         _require(
@@ -169,13 +186,13 @@ class RevisionManifest:
         prompts = {k: ManifestEntry.from_json(k, v, dependency=False) for k, v in doc["prompts"].items()}
         deps = {k: ManifestEntry.from_json(k, v, dependency=True) for k, v in doc["dependencies"].items()}
         manifest = cls(
-            issuer=str(doc["issuer"]),
+            issuer=doc["issuer"],
             organisation=dict(doc["organisation"]),
             project=dict(doc["project"]),
             environment=dict(doc["environment"]),
             revision=revision,
             rollback_of=rollback_of,
-            created_at=str(doc["created_at"]),
+            created_at=doc["created_at"],
             prompts=prompts,
             dependencies=deps,
         )
@@ -205,21 +222,26 @@ class VerifiedRevision:
         entry = self.manifest.prompts.get(name)
         if entry is None:
             raise RenderError(f"prompt {name!r} is not in revision {self.manifest.revision}")
+        # One object per manifest entry, not per digest: two entries with identical content
+        # (say the same template in two projects) may resolve their partials differently,
+        # and render() recognises a cycle by the identity of what a partial resolves to.
+        views: dict[str, Mapping[str, Any]] = {}
         owners: dict[int, ManifestEntry] = {}
 
-        def resolve(parent: Mapping[str, Any], ref: PartialRef) -> Mapping[str, Any]:
-            owner = owners.get(id(parent), entry)
-            target_key = owner.partials.get(ref.text)
-            target = self.manifest.entry(target_key) if target_key else None
-            if target is None:
-                raise RenderError(f"partial {ref.text!r} is not resolved in this revision")
-            content = self.contents[target.digest]
-            owners[id(content)] = target
-            return content
+        def view(key: str, target: ManifestEntry) -> Mapping[str, Any]:
+            if key not in views:
+                views[key] = dict(self.contents[target.digest])
+                owners[id(views[key])] = target
+            return views[key]
 
-        root = self.contents[entry.digest]
-        owners[id(root)] = entry
-        return render(root, variables, resolve)
+        def resolve(parent: Mapping[str, Any], ref: PartialRef) -> Mapping[str, Any]:
+            target_key = owners[id(parent)].partials.get(ref.text)
+            target = self.manifest.entry(target_key) if target_key else None
+            if target_key is None or target is None:
+                raise RenderError(f"partial {ref.text!r} is not resolved in this revision")
+            return view(target_key, target)
+
+        return render(view(name, entry), variables, resolve)
 
 
 def sign_revision(
