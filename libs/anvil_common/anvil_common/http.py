@@ -45,7 +45,9 @@ class BodyGuardMiddleware:
         headers = dict(scope["headers"])
         problem: Problem | None = None
         length = headers.get(b"content-length")
-        if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
+        if length is not None and not length.isdigit():
+            problem = BadRequest("Content-Length must be a decimal number of bytes")
+        elif length is not None and int(length) > self.max_bytes:
             problem = PayloadTooLarge(f"request body exceeds {self.max_bytes} bytes")
         elif (length not in (None, b"0") or b"transfer-encoding" in headers) and not _is_json(
             headers.get(b"content-type", b"")
@@ -106,9 +108,15 @@ def etag_for(version: int | str) -> str:
     return f'"{version}"'
 
 
-def parse_etags(header: str | None) -> list[str] | None:
-    """Parse If-Match / If-None-Match into a list of entity tags (``*`` kept as is)."""
+def parse_etags(header: str | None, *, weak: bool = True) -> list[str] | None:
+    """Parse If-Match / If-None-Match into a list of entity tags (``*`` kept as is).
+
+    ``weak=True`` (If-None-Match) compares weakly: ``W/"x"`` matches ``"x"``. ``weak=False``
+    (If-Match, RFC 9110 section 13.1.1) compares strongly: a weak tag never matches.
+    """
     if header is None:
         return None
     tags = [t.strip() for t in header.split(",") if t.strip()]
-    return [t[2:] if t.startswith("W/") else t for t in tags]
+    if weak:
+        return [t[2:] if t.startswith("W/") else t for t in tags]
+    return tags

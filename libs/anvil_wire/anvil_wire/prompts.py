@@ -24,6 +24,7 @@ __all__ = [
     "SLUG_PATTERN",
     "CHAT_ROLES",
     "MAX_PARTIAL_DEPTH",
+    "MAX_RENDERED_CHARS",
     "is_prompt_name",
     "is_slug",
     "parse_template",
@@ -47,9 +48,12 @@ _REF_RE = re.compile(
     rf"(?:(?P<project>{SLUG_PATTERN}):)?(?P<name>{NAME_PATTERN})"
     rf"(?:@(?:(?P<version>[1-9][0-9]{{0,8}})|(?P<environment>{SLUG_PATTERN})))?"
 )
-_TAG_RE = re.compile(r"\\\{\{|\{\{(.*?)\}\}", re.DOTALL)
+# Each "{{" with the run of backslashes before it: pairs are literal backslashes, an odd one
+# left over makes the "{{" literal text. Backslashes anywhere else are ordinary text.
+_OPEN_RE = re.compile(r"(\\*)\{\{")
 CHAT_ROLES = ("system", "developer", "user", "assistant")
 MAX_PARTIAL_DEPTH = 16
+MAX_RENDERED_CHARS = 4 * 1024 * 1024
 MAX_NAME_LENGTH = 200
 _CONTENT_KEYS = frozenset({"template", "variables", "model", "metadata"})
 
@@ -121,34 +125,36 @@ def parse_reference(text: str) -> PartialRef:
 def parse_template(template: str) -> list[Token]:
     """Split a template string into text, ``{{variable}}`` and ``{{> partial}}`` tokens."""
     tokens: list[Token] = []
-    buffer: list[str] = []
+    text: list[str] = []
     pos = 0
-    for match in _TAG_RE.finditer(template):
-        buffer.append(template[pos : match.start()])
-        pos = match.end()
-        if match.group(0) == "\\{{":
-            buffer.append("{{")
+    while (match := _OPEN_RE.search(template, pos)) is not None:
+        backslashes = len(match.group(1))
+        text.append(template[pos : match.start()] + "\\" * (backslashes // 2))
+        if backslashes % 2:
+            text.append("{{")
+            pos = match.end()
             continue
-        inner = match.group(1).strip()
-        if buffer and "".join(buffer):
-            tokens.append(Text("".join(buffer)))
-        buffer = []
+        close = template.find("}}", match.end())
+        line = template.count("\n", 0, match.end()) + 1
+        if close < 0:
+            raise PromptFormatError(f"line {line}: unclosed '{{{{' (write '\\{{{{' for a literal)")
+        inner = template[match.end() : close].strip()
+        if "".join(text):
+            tokens.append(Text("".join(text)))
+        text = []
         if inner.startswith(">"):
             tokens.append(parse_reference(inner[1:].strip()))
         elif _VAR_RE.fullmatch(inner):
             tokens.append(Variable(inner))
         else:
-            line = template.count("\n", 0, match.start()) + 1
             raise PromptFormatError(
-                f"line {line}: {match.group(0)!r} is neither {{{{variable}}}} nor {{{{> partial}}}}"
+                f"line {line}: {template[match.end() - 2 : close + 2]!r} is neither {{{{variable}}}} "
+                "nor {{> partial}}"
             )
-    rest = template[pos:]
-    if "{{" in rest:
-        line = template.count("\n", 0, pos + rest.index("{{")) + 1
-        raise PromptFormatError(f"line {line}: unclosed '{{{{' (write '\\{{{{' for a literal)")
-    buffer.append(rest)
-    if "".join(buffer):
-        tokens.append(Text("".join(buffer)))
+        pos = close + 2
+    text.append(template[pos:])
+    if "".join(text):
+        tokens.append(Text("".join(text)))
     return tokens
 
 
@@ -311,7 +317,11 @@ def render(
                 if not isinstance(target["template"], str):
                     raise RenderError(f"partial {token.text!r} is a chat prompt; partials must be text")
                 out.append(expand(target, target["template"], (*path, token.text), (*nodes, id(target))))
-        return "".join(out)
+        result = "".join(out)
+        # Partials may include each other many times: bound the work, not just the depth.
+        if len(result) > MAX_RENDERED_CHARS:
+            raise RenderError(f"rendered text exceeds {MAX_RENDERED_CHARS} characters")
+        return result
 
     template = content["template"]
     root = (id(content),)

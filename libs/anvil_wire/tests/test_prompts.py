@@ -442,3 +442,29 @@ def test_render_chat_prompt_renders_every_message():
     ]
     with pytest.raises(RenderError, match=r"missing variable.*question"):
         render(content, {}, _resolver(rules))
+
+
+@pytest.mark.parametrize(
+    ("template", "tokens"),
+    [
+        ("a \\{{x}} b", [Text("a {{x}} b")]),
+        ("a \\\\{{x}} b", [Text("a \\"), Variable("x"), Text(" b")]),
+        ("a \\\\\\{{x}} b", [Text("a \\{{x}} b")]),
+        ("C:\\path {{x}}", [Text("C:\\path "), Variable("x")]),
+        ("\\\\\\\\{{x}}", [Text("\\\\"), Variable("x")]),
+    ],
+)
+def test_backslashes_escape_only_in_front_of_a_tag(template, tokens):
+    assert parse_template(template) == tokens
+
+
+def test_partials_that_multiply_are_stopped_by_the_output_limit():
+    # Each level includes the next ten times: 10**16 copies at depth 16 if nothing stopped it.
+    levels = {f"p{i}": normalize_content({"template": f"{{{{> p{i + 1}}}}}" * 10}) for i in range(16)}
+    levels["p16"] = normalize_content({"template": "x" * 100})
+
+    def resolve(_parent, ref):
+        return levels[ref.name]
+
+    with pytest.raises(RenderError, match="exceeds"):
+        render(levels["p0"], {}, resolve)

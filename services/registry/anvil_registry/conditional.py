@@ -10,7 +10,7 @@ __all__ = ["check_if_match"]
 
 def check_if_match(if_match: str | None, current: str, *, required: bool = False) -> None:
     """Raise unless ``If-Match`` names ``current`` (or is ``*``); absent is fine unless required."""
-    tags = parse_etags(if_match)
+    tags = parse_etags(if_match, weak=False)
     if tags is None:
         if required:
             raise PreconditionRequired(

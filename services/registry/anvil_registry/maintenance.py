@@ -54,7 +54,12 @@ async def prune(session: AsyncSession, state: RegistryState) -> dict[str, int]:
     }
 
 
-async def run_retention_loop(state: RegistryState, *, interval_seconds: float = 3600.0) -> None:
+async def run_retention_loop(
+    state: RegistryState, *, interval_seconds: float = 3600.0, first_delay_seconds: float = 60.0
+) -> None:
+    """Prune every ``interval_seconds``, starting a while after startup (not during it, and not
+    in a process that only lives for a moment)."""
+    await asyncio.sleep(first_delay_seconds)
     while True:
         try:
             async with state.db.session() as session:

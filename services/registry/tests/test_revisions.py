@@ -333,3 +333,12 @@ async def test_archived_prompt_cannot_be_reached_through_a_partial(
     assert r.status_code == 422
     assert r.json()["type"] == "urn:anvil:problem:archived-prompt"
     assert await snapshot() == before
+
+
+async def test_a_weak_etag_never_satisfies_if_match(client, admin_headers, acme, state, snapshot):
+    await create_env(client, admin_headers, "prod")
+    await add_version(state, "web", "a", "A")
+    before = await snapshot()
+    r = await publish(client, admin_headers, "prod", {"prompts": {"a": 1}}, etag='W/"rev-0"')
+    assert r.status_code == 412
+    assert await snapshot() == before
