@@ -411,3 +411,57 @@ async def test_feed_needs_a_token_with_events_read(client, make_token, snapshot)
         assert r.json()["type"] == "urn:anvil:problem:forbidden"
         assert r.json()["required_scope"] == "events:read"
     assert await snapshot() == before
+
+
+async def test_retention_prunes_old_audit_entries_and_idempotency_keys_only(
+    client, admin_headers, acme, state
+):
+    from datetime import timedelta
+
+    from sqlalchemy import func, update
+
+    from anvil_common.db import utcnow
+    from anvil_registry.models import AuditEntry, IdempotencyRecord
+
+    r = await client.post(
+        "/v1/orgs/acme/projects/web/environments", json={"name": "prod"}, headers=admin_headers
+    )
+    assert r.status_code == 201
+    async with state.db.session() as session:
+        session.add(
+            IdempotencyRecord(
+                actor="x",
+                scope="POST /x",
+                key="old",
+                request_hash="h",
+                status_code=201,
+                response={},
+                headers={},
+            )
+        )
+        session.add(
+            IdempotencyRecord(
+                actor="x",
+                scope="POST /x",
+                key="new",
+                request_hash="h",
+                status_code=201,
+                response={},
+                headers={},
+            )
+        )
+    old = utcnow() - timedelta(days=400)
+    async with state.db.session() as session:
+        total_audit = await session.scalar(select(func.count()).select_from(AuditEntry))
+        await session.execute(update(AuditEntry).where(AuditEntry.action == "project.create").values(at=old))
+        await session.execute(
+            update(IdempotencyRecord).where(IdempotencyRecord.key == "old").values(created_at=old)
+        )
+    async with state.db.session() as session:
+        removed = await prune(session, state)
+    assert removed["audit_entries"] == 1
+    assert removed["idempotency_keys"] == 1
+    async with state.db.session() as session:
+        assert await session.scalar(select(func.count()).select_from(AuditEntry)) == total_audit - 1
+        keys = (await session.scalars(select(IdempotencyRecord.key))).all()
+    assert keys == ["new"]
