@@ -22,25 +22,16 @@ from typer.testing import CliRunner, Result
 
 from anvil_cli.main import app
 from anvil_common.db import create_engine
-from anvil_common.migrations import upgrade
 from anvil_common.testing import TemplateDatabase, TestDatabase, snapshot_tables
-from anvil_registry.app import registry_alembic_config
+from anvil_registry.app import migrate_database
 from anvil_wire import KeySet
 
 STARTUP_SECONDS = 60
 
 
-async def _migrate(url: str, schema: str | None) -> None:
-    engine = create_engine(url, schema=schema)
-    try:
-        await upgrade(engine, registry_alembic_config(), schema=schema)
-    finally:
-        await engine.dispose()
-
-
 @pytest.fixture(scope="session")
 def cli_template_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TemplateDatabase]:
-    template = TemplateDatabase(_migrate, tmp_path_factory.mktemp("cli-db"), prefix="cli")
+    template = TemplateDatabase(migrate_database, tmp_path_factory.mktemp("cli-db"), prefix="cli")
     asyncio.run(template.setup())
     yield template
     asyncio.run(template.teardown())

@@ -21,16 +21,9 @@ def _fail(message: str) -> int:
 
 
 async def _migrate(settings: RegistrySettings) -> None:
-    from anvil_common.db import create_engine
-    from anvil_common.migrations import upgrade
+    from .app import migrate_database
 
-    from .app import registry_alembic_config
-
-    engine = create_engine(settings.resolved_database_url(), schema=settings.resolved_schema())
-    try:
-        await upgrade(engine, registry_alembic_config(), schema=settings.resolved_schema())
-    finally:
-        await engine.dispose()
+    await migrate_database(settings.resolved_database_url(), settings.resolved_schema())
 
 
 async def _issue_admin_token(settings: RegistrySettings, ttl_hours: int) -> str:

@@ -12,7 +12,7 @@ from alembic.config import Config
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
-from anvil_common.db import Database
+from anvil_common.db import Database, create_engine
 from anvil_common.http import BodyGuardMiddleware
 from anvil_common.jwt import TokenIssuer, TokenVerifier
 from anvil_common.migrations import alembic_config, is_at_head, upgrade
@@ -27,7 +27,7 @@ from .routers import ROUTERS
 from .settings import RegistrySettings
 from .state import RegistryState, RevocationCache
 
-__all__ = ["create_app", "load_keyset", "registry_alembic_config", "VERSION_TABLE"]
+__all__ = ["create_app", "load_keyset", "migrate_database", "registry_alembic_config", "VERSION_TABLE"]
 
 log = logging.getLogger("anvil.registry")
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -36,6 +36,15 @@ VERSION_TABLE = "alembic_version_registry"
 
 def registry_alembic_config() -> Config:
     return alembic_config(MIGRATIONS, version_table=VERSION_TABLE)
+
+
+async def migrate_database(url: str, schema: str | None) -> None:
+    """Apply the registry's migrations to the database at ``url`` (creating its schema)."""
+    engine = create_engine(url, schema=schema)
+    try:
+        await upgrade(engine, registry_alembic_config(), schema=schema)
+    finally:
+        await engine.dispose()
 
 
 def load_keyset(settings: RegistrySettings) -> KeySet:

@@ -16,9 +16,8 @@ import uvicorn
 from fastapi import FastAPI
 
 from anvil_common.db import create_engine
-from anvil_common.migrations import upgrade
 from anvil_common.testing import TemplateDatabase, TestDatabase, snapshot_tables
-from anvil_registry.app import create_app, registry_alembic_config
+from anvil_registry.app import create_app, migrate_database
 from anvil_registry.auth import KIND_SCOPES
 from anvil_registry.settings import RegistrySettings
 from anvil_registry.state import RegistryState
@@ -27,17 +26,9 @@ from anvil_wire import KeySet
 PUBLIC_URL = "http://testserver"
 
 
-async def _migrate(url: str, schema: str | None) -> None:
-    engine = create_engine(url, schema=schema)
-    try:
-        await upgrade(engine, registry_alembic_config(), schema=schema)
-    finally:
-        await engine.dispose()
-
-
 @pytest.fixture(scope="session")
 def template_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TemplateDatabase]:
-    template = TemplateDatabase(_migrate, tmp_path_factory.mktemp("registry-db"), prefix="registry")
+    template = TemplateDatabase(migrate_database, tmp_path_factory.mktemp("registry-db"), prefix="registry")
     asyncio.run(template.setup())
     yield template
     asyncio.run(template.teardown())

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.encoders import jsonable_encoder
+from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import JSONResponse, Response
@@ -44,18 +46,27 @@ Publisher = Annotated[Principal, Depends(require("revisions:publish"))]
 Reader = Annotated[Principal, Depends(require("revisions:read"))]
 
 
-async def _respond(
+async def _new_revision(
     session: AsyncSession,
-    idem: Idempotency,
-    created: service.Created,
+    request: Request,
+    principal: Principal,
+    data: BaseModel,
     environment: Environment,
-    location: str,
-) -> JSONResponse:
+    create: Callable[[], Awaitable[service.Created]],
+) -> Response:
+    """What publish, promote and roll back share: replay by Idempotency-Key, require If-Match
+    (checked under the environment's row lock, taken by the caller), create, remember."""
+    idem = Idempotency(request, principal, data.model_dump())
+    if (replayed := await idem.replay(session)) is not None:
+        return replayed
+    check_if_match(request.headers.get("if-match"), environment_etag(environment), required=True)
+    created = await create()
     body = service.to_public(created.revision, environment)
     status = 201 if created.created else 200
+    base = request.url.path.rsplit("/", 1)[0]
     headers = {
         "ETag": environment_etag(environment),
-        "Location": f"{location}/revisions/{created.revision.number}",
+        "Location": f"{base}/revisions/{created.revision.number}",
     }
     idem.remember(session, status_code=status, body=body, headers=headers)
     return JSONResponse(jsonable_encoder(body), status_code=status, headers=headers)
@@ -78,14 +89,14 @@ async def publish_revision(
 ) -> Response:
     """Publish prompt versions as the environment's next revision (200 and no new revision when unchanged)."""
     proj, env = await get_environment(session, principal, org, project, environment, for_update=True)
-    idem = Idempotency(request, principal, data.model_dump())
-    if (replayed := await idem.replay(session)) is not None:
-        return replayed
-    check_if_match(if_match, environment_etag(env), required=True)
-    created = await service.publish_revision(
-        session, state, principal, project=proj, environment=env, data=data
+    return await _new_revision(
+        session,
+        request,
+        principal,
+        data,
+        env,
+        lambda: service.publish_revision(session, state, principal, project=proj, environment=env, data=data),
     )
-    return await _respond(session, idem, created, env, request.url.path.rsplit("/revisions", 1)[0])
 
 
 @router.post(
@@ -106,14 +117,16 @@ async def promote_revision(
     """Promote: copy a revision of another environment (default its current one) into this one."""
     proj, target = await get_environment(session, principal, org, project, environment, for_update=True)
     _, source = await get_environment(session, principal, org, project, data.from_environment)
-    idem = Idempotency(request, principal, data.model_dump())
-    if (replayed := await idem.replay(session)) is not None:
-        return replayed
-    check_if_match(if_match, environment_etag(target), required=True)
-    created = await service.promote_revision(
-        session, state, principal, project=proj, source=source, target=target, data=data
+    return await _new_revision(
+        session,
+        request,
+        principal,
+        data,
+        target,
+        lambda: service.promote_revision(
+            session, state, principal, project=proj, source=source, target=target, data=data
+        ),
     )
-    return await _respond(session, idem, created, target, request.url.path.rsplit("/promotions", 1)[0])
 
 
 @router.post(ENV + "/rollbacks", status_code=201, operation_id="roll_back", response_model=RevisionPublic)
@@ -131,20 +144,22 @@ async def roll_back(
 ) -> Response:
     """Roll back: a new revision N+1 serving revision K's content, recording rollback_of=K."""
     proj, env = await get_environment(session, principal, org, project, environment, for_update=True)
-    idem = Idempotency(request, principal, data.model_dump())
-    if (replayed := await idem.replay(session)) is not None:
-        return replayed
-    check_if_match(if_match, environment_etag(env), required=True)
-    created = await service.roll_back(
+    return await _new_revision(
         session,
-        state,
+        request,
         principal,
-        project=proj,
-        environment=env,
-        to_revision=data.to_revision,
-        message=data.message,
+        data,
+        env,
+        lambda: service.roll_back(
+            session,
+            state,
+            principal,
+            project=proj,
+            environment=env,
+            to_revision=data.to_revision,
+            message=data.message,
+        ),
     )
-    return await _respond(session, idem, created, env, request.url.path.rsplit("/rollbacks", 1)[0])
 
 
 @router.get(ENV + "/revisions", operation_id="list_revisions")
