@@ -14,7 +14,7 @@ from sqlalchemy.orm import InstrumentedAttribute
 from .http import decode_page_token, encode_page_token
 from .problems import BadRequest
 
-__all__ = ["Page", "PageParams", "PageSize", "PageToken", "paginate"]
+__all__ = ["Page", "PageParams", "PageSize", "PageToken", "page_params", "paginate"]
 
 T = TypeVar("T")
 MAX_PAGE_SIZE = 500
@@ -31,6 +31,11 @@ class PageParams:
     def __init__(self, page_size: PageSize = 50, page_token: PageToken = None) -> None:
         self.page_size = page_size
         self.page_token = page_token
+
+
+async def page_params(page_size: PageSize = 50, page_token: PageToken = None) -> PageParams:
+    """The dependency (async: FastAPI would run a class or a plain function in a thread)."""
+    return PageParams(page_size, page_token)
 
 
 async def paginate(

@@ -23,6 +23,7 @@ from anvil_wire import KeySet
 from . import __version__
 from .auth import AUDIENCE
 from .events.hub import EventHub, PostgresListener
+from .revisions.endpoints import config_fast_route
 from .routers import ROUTERS
 from .settings import RegistrySettings
 from .state import RegistryState, RevocationCache
@@ -138,6 +139,7 @@ def create_app(settings: RegistrySettings | None = None) -> FastAPI:
     async def get_jwks() -> JSONResponse:
         return JSONResponse(state.keyset.public_jwks(), headers={"Cache-Control": "public, max-age=300"})
 
+    app.router.routes.insert(0, config_fast_route())
     for router in ROUTERS:
         app.include_router(router, prefix="/v1")
     return app

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from anvil_common.jwt import Claims, TokenInvalid
 from anvil_common.problems import Forbidden, NotFound
 
-from .deps import get_state
+from .deps import state_of
 from .models import Token
 from .state import RegistryState
 
@@ -120,7 +120,7 @@ async def authenticate(request: Request) -> Principal:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise TokenInvalid("Authorization must be 'Bearer <token>'")
-    state = get_state(request)
+    state = state_of(request)
     claims = state.verifier.verify(token.strip())
     if await _revoked(state, claims.jti):
         raise TokenInvalid("token has been revoked")

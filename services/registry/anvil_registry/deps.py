@@ -10,19 +10,24 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from .state import RegistryState
 
-__all__ = ["get_state", "get_session", "State", "Session"]
+__all__ = ["get_state", "state_of", "get_session", "State", "Session"]
 
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-def get_state(request: Request) -> RegistryState:
+def state_of(request: Request) -> RegistryState:
     state: RegistryState = request.app.state.registry
     return state
 
 
+async def get_state(request: Request) -> RegistryState:
+    """The dependency (async: FastAPI would run a plain function in a worker thread)."""
+    return state_of(request)
+
+
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     """One transaction per request, committed before the response is sent."""
-    state = get_state(request)
+    state = state_of(request)
     async with state.db.session(write=request.method not in _READ_METHODS) as session:
         yield session
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import contains_eager
 
 from anvil_common.problems import Conflict, NotFound
 
@@ -33,11 +34,15 @@ async def get_org(session: AsyncSession, principal: Principal, org: str) -> Orga
 
 async def get_project(session: AsyncSession, principal: Principal, org: str, project: str) -> Project:
     principal.ensure_scope_target(org, project)
-    organisation = await get_org(session, principal, org)
+    # One query on the hot path; the organisation is looked up alone only to word a 404.
     row = await session.scalar(
-        select(Project).where(Project.organisation_id == organisation.id, Project.slug == project)
+        select(Project)
+        .join(Project.organisation)
+        .options(contains_eager(Project.organisation))
+        .where(Organisation.slug == org, Project.slug == project)
     )
     if row is None:
+        await get_org(session, principal, org)
         raise NotFound(f"project {org}/{project} not found")
     return row
 

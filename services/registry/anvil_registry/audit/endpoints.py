@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 from pydantic import AwareDatetime
 
-from anvil_common.pagination import Page, PageParams, paginate
+from anvil_common.pagination import Page, PageParams, page_params, paginate
 
 from ..auth import Principal, require
 from ..deps import Session
@@ -20,7 +20,7 @@ router = APIRouter(tags=["audit"])
 async def list_audit_entries(
     session: Session,
     principal: Annotated[Principal, Depends(require("audit:read"))],
-    page: Annotated[PageParams, Depends()],
+    page: Annotated[PageParams, Depends(page_params)],
     action: Annotated[str | None, Query(max_length=60, description="Exact action, e.g. token.issue.")] = None,
     target: Annotated[str | None, Query(max_length=500, description="Exact target.")] = None,
     actor: Annotated[str | None, Query(max_length=200, description="Exact actor (token subject).")] = None,

@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Response
 from sqlalchemy import select
 
-from anvil_common.pagination import Page, PageParams, paginate
+from anvil_common.pagination import Page, PageParams, page_params, paginate
 
 from ..auth import Principal, authenticate, require
 from ..deps import Session
@@ -34,7 +34,7 @@ async def create_organisation(
 async def list_organisations(
     session: Session,
     principal: Annotated[Principal, Depends(authenticate)],
-    page: Annotated[PageParams, Depends()],
+    page: Annotated[PageParams, Depends(page_params)],
 ) -> Page[OrganisationPublic]:
     """List the organisations this token can see."""
     stmt = select(Organisation)

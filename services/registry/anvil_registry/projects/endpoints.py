@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Response
 from sqlalchemy import select
 
-from anvil_common.pagination import Page, PageParams, paginate
+from anvil_common.pagination import Page, PageParams, page_params, paginate
 
 from ..auth import Principal, require
 from ..conditional import check_if_match
@@ -40,7 +40,7 @@ async def list_projects(
     org: str,
     session: Session,
     principal: Annotated[Principal, Depends(require("projects:read"))],
-    page: Annotated[PageParams, Depends()],
+    page: Annotated[PageParams, Depends(page_params)],
     include_archived: bool = False,
 ) -> Page[ProjectPublic]:
     """List an organisation's projects."""

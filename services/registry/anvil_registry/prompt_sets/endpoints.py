@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Response
 from sqlalchemy import select
 
-from anvil_common.pagination import Page, PageParams, paginate
+from anvil_common.pagination import Page, PageParams, page_params, paginate
 
 from .. import lookup
 from ..auth import Principal, require
@@ -42,7 +42,7 @@ async def list_prompt_sets(
     project: str,
     session: Session,
     principal: Reader,
-    page: Annotated[PageParams, Depends()],
+    page: Annotated[PageParams, Depends(page_params)],
     include_archived: bool = False,
 ) -> Page[PromptSetPublic]:
     """List a project's prompt sets by name."""

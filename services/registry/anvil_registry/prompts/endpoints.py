@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Response
 from sqlalchemy import select
 
-from anvil_common.pagination import Page, PageParams, paginate
+from anvil_common.pagination import Page, PageParams, page_params, paginate
 
 from .. import lookup
 from ..auth import Principal, require
@@ -62,7 +62,7 @@ async def list_prompts(
     project: str,
     session: Session,
     principal: Reader,
-    page: Annotated[PageParams, Depends()],
+    page: Annotated[PageParams, Depends(page_params)],
     include_archived: bool = False,
 ) -> Page[PromptPublic]:
     """List a project's prompts by name."""
@@ -96,7 +96,7 @@ async def list_prompt_versions(
     name: str,
     session: Session,
     principal: Reader,
-    page: Annotated[PageParams, Depends()],
+    page: Annotated[PageParams, Depends(page_params)],
 ) -> Page[PromptVersionPublic]:
     """List a prompt's versions, newest first."""
     proj = await lookup.get_project(session, principal, org, project)
@@ -144,7 +144,11 @@ async def create_prompt_version(
         f"/v1/orgs/{org}/projects/{project}/prompts/{name}/versions/{version.number}"
     )
     response.headers["ETag"] = service.prompt_etag(prompt)
-    return _version_public(name, version, await service.parent_numbers(session, [version]))
+    if created and version.parent_id is not None:
+        parents = {version.parent_id: version.number - 1}  # a new version's parent is the previous latest
+    else:
+        parents = await service.parent_numbers(session, [version])
+    return _version_public(name, version, parents)
 
 
 @router.get(BASE + "/{name:path}", operation_id="get_prompt")

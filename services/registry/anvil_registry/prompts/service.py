@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from anvil_common.db import utcnow
 from anvil_common.problems import NotFound, PreconditionFailed
-from anvil_wire import canonical_json, digest_of
+from anvil_wire import canonical_json, sha256_digest
 from anvil_wire.prompts import PromptFormatError, is_prompt_name, normalize_content
 
 from ..audit.service import record
@@ -77,12 +77,14 @@ def _normalize(content: Mapping[str, Any], max_bytes: int) -> tuple[dict[str, An
         normal = normalize_content(content)
     except PromptFormatError as exc:
         raise InvalidPrompt(str(exc)) from exc
-    size = len(canonical_json(normal))
-    if size > max_bytes:
+    encoded = canonical_json(normal)
+    if len(encoded) > max_bytes:
         raise PromptTooLarge(
-            f"canonical content is {size} bytes; the limit is {max_bytes}", size=size, limit=max_bytes
+            f"canonical content is {len(encoded)} bytes; the limit is {max_bytes}",
+            size=len(encoded),
+            limit=max_bytes,
         )
-    return normal, digest_of(normal)
+    return normal, sha256_digest(encoded)
 
 
 async def _lock_or_create(

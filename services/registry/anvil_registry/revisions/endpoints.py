@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.encoders import jsonable_encoder
@@ -9,17 +9,20 @@ from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from anvil_common.http import parse_etags
-from anvil_common.pagination import Page, PageParams, paginate
+from anvil_common.pagination import Page, PageParams, page_params, paginate
+from anvil_common.problems import Forbidden
 
-from ..auth import Principal, require
+from ..auth import Principal, authenticate, require
 from ..conditional import check_if_match
-from ..deps import Session, State
+from ..deps import Session, State, state_of
 from ..environments.service import environment_etag
 from ..idempotency import Idempotency
 from ..lookup import get_environment
 from ..models import ConfigRevision, Environment
+from ..state import RegistryState
 from . import service
 from .cache import CachedConfig
 from .diff import diff_revisions
@@ -61,7 +64,7 @@ async def _new_revision(
         return replayed
     check_if_match(request.headers.get("if-match"), environment_etag(environment), required=True)
     created = await create()
-    body = service.to_public(created.revision, environment)
+    body = service.to_public(created.revision, environment, created.manifest)
     status = 201 if created.created else 200
     base = request.url.path.rsplit("/", 1)[0]
     headers = {
@@ -169,7 +172,7 @@ async def list_revisions(
     environment: str,
     session: Session,
     principal: Reader,
-    page: Annotated[PageParams, Depends()],
+    page: Annotated[PageParams, Depends(page_params)],
 ) -> Page[RevisionSummary]:
     """Revision history, newest first."""
     _, env = await get_environment(session, principal, org, project, environment)
@@ -227,8 +230,13 @@ async def get_config(
     if_none_match: Annotated[str | None, Header(alias="If-None-Match")] = None,
 ) -> Response:
     """The environment's current signed revision document; ETag "rev-N", 304 when unchanged."""
-    key = (org, project, environment)
-    principal.ensure_scope_target(org, project, environment)
+    return await _serve_config(state, principal, (org, project, environment), if_none_match)
+
+
+async def _serve_config(
+    state: RegistryState, principal: Principal, key: tuple[str, str, str], if_none_match: str | None
+) -> Response:
+    principal.ensure_scope_target(*key)
     cached = state.config_cache.get(key)
     if cached is None:
         cached = await _load_config(state, principal, key)
@@ -239,7 +247,24 @@ async def get_config(
     return Response(cached.body, media_type="application/json", headers=headers)
 
 
-async def _load_config(state: Any, principal: Principal, key: tuple[str, str, str]) -> CachedConfig:
+async def _get_config_fast(request: Request) -> Response:
+    # The same checks as get_config (authenticate, then the scope), without FastAPI's per-request
+    # dependency solving: this is the path every polling client takes.
+    principal = await authenticate(request)
+    if not principal.claims.has("config:read"):
+        raise Forbidden("token lacks the 'config:read' scope", required_scope="config:read")
+    params = request.path_params
+    key = (params["org"], params["project"], params["environment"])
+    return await _serve_config(state_of(request), principal, key, request.headers.get("if-none-match"))
+
+
+def config_fast_route() -> Route:
+    """A plain route for GET .../config, registered ahead of the routers (OpenAPI documents
+    the FastAPI route above, which it shadows)."""
+    return Route("/v1" + ENV + "/config", _get_config_fast, methods=["GET"])
+
+
+async def _load_config(state: RegistryState, principal: Principal, key: tuple[str, str, str]) -> CachedConfig:
     generation = state.config_cache.generation
     async with state.db.session(write=False) as session:
         _, env = await get_environment(session, principal, *key)

@@ -8,7 +8,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from anvil_common.db import utcnow
@@ -55,6 +55,7 @@ Kind = Literal["publish", "promote", "rollback"]
 class Created:
     revision: ConfigRevision
     created: bool  # False: the content equals the current revision, nothing was written
+    manifest: RevisionManifest | None = None  # when just built: spares re-reading the document
 
 
 def revision_manifest(revision: ConfigRevision) -> RevisionManifest:
@@ -68,8 +69,10 @@ def _entry_public(entry: ManifestEntry) -> EntryPublic:
     return EntryPublic(**entry.to_json())
 
 
-def to_public(revision: ConfigRevision, environment: Environment) -> RevisionPublic:
-    manifest = revision_manifest(revision)
+def to_public(
+    revision: ConfigRevision, environment: Environment, manifest: RevisionManifest | None = None
+) -> RevisionPublic:
+    manifest = manifest or revision_manifest(revision)
     return RevisionPublic(
         environment_id=str(environment.id),
         environment=environment.name,
@@ -193,22 +196,50 @@ async def _create(
         project_id=project.id,
         environment_id=environment.id,
     )
-    return Created(revision, created=True)
+    return Created(revision, created=True, manifest=manifest)
 
 
-async def _pick_version(session: AsyncSession, project: Project, name: str, spec: int | str) -> PromptVersion:
-    prompt = await session.scalar(select(Prompt).where(Prompt.project_id == project.id, Prompt.name == name))
-    if prompt is None:
-        raise UnknownPrompt(f"project {project.slug!r} has no prompt {name!r}")
-    if prompt.archived_at is not None:
-        raise ArchivedPrompt(f"prompt {name!r} is archived")
-    number = prompt.latest_version if spec == "latest" else spec
-    version = await session.scalar(
-        select(PromptVersion).where(PromptVersion.prompt_id == prompt.id, PromptVersion.number == number)
-    )
-    if version is None:
-        raise UnknownPrompt(f"prompt {name!r} has no version {number}")
-    return version
+async def _pick_versions(
+    session: AsyncSession, project: Project, wanted: dict[str, int | str]
+) -> dict[str, PromptVersion]:
+    """The chosen version of each named prompt, in two queries whatever the count."""
+    if not wanted:
+        return {}
+    prompts = {
+        p.name: p
+        for p in await session.scalars(
+            select(Prompt).where(Prompt.project_id == project.id, Prompt.name.in_(sorted(wanted)))
+        )
+    }
+    missing = sorted(set(wanted) - set(prompts))
+    if missing:
+        raise UnknownPrompt(f"project {project.slug!r} has no prompt(s): {', '.join(missing)}")
+    archived = sorted(name for name, p in prompts.items() if p.archived_at is not None)
+    if archived:
+        raise ArchivedPrompt(f"archived prompts cannot be published: {', '.join(archived)}")
+    numbers = {
+        name: prompts[name].latest_version if isinstance(spec, str) else spec for name, spec in wanted.items()
+    }
+    found = {
+        (v.prompt_id, v.number): v
+        for v in await session.scalars(
+            select(PromptVersion).where(
+                or_(
+                    *(
+                        and_(PromptVersion.prompt_id == prompts[name].id, PromptVersion.number == number)
+                        for name, number in numbers.items()
+                    )
+                )
+            )
+        )
+    }
+    result: dict[str, PromptVersion] = {}
+    for name, number in sorted(numbers.items()):
+        version = found.get((prompts[name].id, number))
+        if version is None:
+            raise UnknownPrompt(f"prompt {name!r} has no version {number}")
+        result[name] = version
+    return result
 
 
 async def publish_revision(
@@ -229,8 +260,7 @@ async def publish_revision(
         raise UnknownPrompt(f"cannot remove what is not served: {', '.join(unknown)}")
     for name in data.remove:
         served.pop(name)
-    for name, spec in sorted(data.prompts.items()):
-        served[name] = await _pick_version(session, project, name, spec)
+    served.update(await _pick_versions(session, project, dict(data.prompts)))
     archived = await session.scalars(
         select(Prompt.name).where(
             Prompt.id.in_({v.prompt_id for v in served.values()}), Prompt.archived_at.is_not(None)

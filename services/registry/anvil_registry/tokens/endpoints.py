@@ -6,7 +6,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from anvil_common.pagination import Page, PageParams, paginate
+from anvil_common.pagination import Page, PageParams, page_params, paginate
 
 from ..audit.service import org_slugs
 from ..auth import Principal, require
@@ -68,7 +68,7 @@ async def issue_token(
 async def list_tokens(
     session: Session,
     principal: TokensAdmin,
-    page: Annotated[PageParams, Depends()],
+    page: Annotated[PageParams, Depends(page_params)],
     include_revoked: bool = False,
     include_expired: bool = False,
 ) -> Page[TokenPublic]:
