@@ -113,6 +113,7 @@ def test_publish_history_diff_rollback_then_verified_config_serves_the_old_conte
     logged_in.ok("prompts", "push", "extra", "-f", str(write(tmp_path, "x.txt", "Extra")))
     second = logged_in.ok("publish", "staging", "--prompt", "greet=2", "--prompt", "extra=latest")
     assert "published revision 2 to staging" in second.stdout
+    assert "greet " in second.stdout  # the table names each served prompt
 
     assert [r["number"] for r in logged_in.json("history", "staging")] == [2, 1]
     diff = logged_in.json("diff", "staging", "--from", "1")

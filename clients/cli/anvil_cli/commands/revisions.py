@@ -87,7 +87,7 @@ def _show_revision(printer: Printer, revision: JSON, *, created: bool, verb: str
             printer.note(f"{verb} revision {number} to {where}" + (f" ({origin})" if origin else ""))
         else:
             printer.note(f"unchanged: {where} already serves this (revision {number})")
-        entries = [{"name": k, **v} for k, v in sorted(revision.get("prompts", {}).items())]
+        entries = [{**v, "name": k} for k, v in sorted(revision.get("prompts", {}).items())]
         if entries:
             printer.console.print(printer.table(entries, ENTRY_COLUMNS))
 
