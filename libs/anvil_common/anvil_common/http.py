@@ -14,6 +14,7 @@ from .problems import BadRequest, PayloadTooLarge, Problem, UnsupportedMediaType
 
 __all__ = ["BodyGuardMiddleware", "encode_page_token", "decode_page_token", "etag_for", "parse_etags"]
 
+MAX_PAGE_TOKEN_LENGTH = 1024
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
@@ -95,9 +96,11 @@ def decode_page_token(token: str | None) -> dict[str, Any] | None:
     """Decode an opaque page token; a token that is not ours is a 400 problem."""
     if token is None:
         return None
+    if len(token) > MAX_PAGE_TOKEN_LENGTH:
+        raise BadRequest("page_token is not valid; pass back a next_page_token unchanged")
     try:
         value = json.loads(b64url_decode(token))
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise BadRequest("page_token is not valid; pass back a next_page_token unchanged") from exc
     if not isinstance(value, dict):
         raise BadRequest("page_token is not valid; pass back a next_page_token unchanged")

@@ -38,6 +38,13 @@ async def page_params(page_size: PageSize = 50, page_token: PageToken = None) ->
     return PageParams(page_size, page_token)
 
 
+def _fits(value: Any, key: InstrumentedAttribute[Any]) -> bool:
+    """A cursor value of the key column's own type (a forged token must not reach the database)."""
+    if key.type.python_type is int:
+        return isinstance(value, int) and not isinstance(value, bool) and -(2**63) <= value < 2**63
+    return isinstance(value, str) and len(value) <= 500 and "\x00" not in value
+
+
 async def paginate(
     session: AsyncSession,
     stmt: Select[Any],
@@ -49,9 +56,9 @@ async def paginate(
     """Keyset pagination on one unique, sortable column; returns (rows, next_page_token)."""
     position = decode_page_token(params.page_token)
     if position is not None:
-        if set(position) != {"after"} or not isinstance(position["after"], str | int):
+        after = position.get("after") if set(position) == {"after"} else None
+        if not _fits(after, key):
             raise BadRequest("page_token is not valid; pass back a next_page_token unchanged")
-        after = position["after"]
         stmt = stmt.where(key < after if descending else key > after)
     stmt = stmt.order_by(key.desc() if descending else key.asc()).limit(params.page_size + 1)
     rows = (await session.scalars(stmt)).unique().all()

@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 
@@ -27,6 +28,8 @@ __all__ = [
     "PayloadTooLarge",
     "UnsupportedMediaType",
     "ValidationFailed",
+    "ConcurrentChange",
+    "UnstorableValue",
     "ServiceUnavailable",
     "problem_response",
     "install_problem_handlers",
@@ -110,6 +113,14 @@ class ValidationFailed(Problem):
     status, code, title = 422, "validation-failed", "Request is not valid"
 
 
+class ConcurrentChange(Conflict):
+    code, title = "concurrent-change", "Concurrent change"
+
+
+class UnstorableValue(ValidationFailed):
+    code, title = "unstorable-value", "Value cannot be stored"
+
+
 class PreconditionRequired(Problem):
     status, code, title = 428, "precondition-required", "Precondition required"
 
@@ -137,6 +148,15 @@ def _from_http_status(status: int, detail: Any, headers: Mapping[str, str] | Non
     return problem
 
 
+def _sqlstate(exc: Exception) -> str:
+    orig = getattr(exc, "orig", None)
+    for candidate in (orig, getattr(orig, "__cause__", None)):
+        state = getattr(candidate, "sqlstate", None)
+        if isinstance(state, str):
+            return state
+    return ""
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     """Every error, including 404 routes, 405, 422 validation and unhandled 500s, as problem+json."""
 
@@ -162,6 +182,30 @@ def install_problem_handlers(app: FastAPI) -> None:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return problem_response(Problem("The server failed to handle this request."), request)
 
+    async def on_database(request: Request, exc: Exception) -> JSONResponse:
+        # SQLSTATE class 23: a constraint caught a race the service's own checks could not see
+        # (two creates of one name, a purge beside a publish). Class 22: the database refused a
+        # value (an integer out of range, a NUL in text). The transaction is rolled back either way.
+        state = _sqlstate(exc)
+        if isinstance(exc, IntegrityError) or state.startswith("23"):
+            log.info("integrity conflict on %s %s: %s", request.method, request.url.path, exc)
+            problem: Problem = ConcurrentChange(
+                "a concurrent request changed the same resource; read it again and retry"
+            )
+        elif isinstance(exc, DataError) or state.startswith("22"):
+            log.info("unstorable value on %s %s: %s", request.method, request.url.path, exc)
+            problem = UnstorableValue(
+                "a value in this request is out of range or holds characters that cannot be stored"
+            )
+        else:
+            return await on_unhandled(request, exc)
+        return problem_response(problem, request)
+
+    async def on_recursion(request: Request, exc: Exception) -> JSONResponse:
+        return problem_response(BadRequest("the request is nested too deeply to process"), request)
+
+    app.add_exception_handler(RecursionError, on_recursion)
+    app.add_exception_handler(DBAPIError, on_database)
     app.add_exception_handler(Problem, on_problem)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)

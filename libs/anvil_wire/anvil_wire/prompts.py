@@ -25,6 +25,7 @@ __all__ = [
     "CHAT_ROLES",
     "MAX_PARTIAL_DEPTH",
     "MAX_RENDERED_CHARS",
+    "MAX_JSON_DEPTH",
     "is_prompt_name",
     "is_slug",
     "parse_template",
@@ -231,6 +232,20 @@ def _normalize_model(model: Any) -> dict[str, Any] | None:
     return {"provider": provider, "name": name, "parameters": dict(parameters)}
 
 
+MAX_JSON_DEPTH = 32
+
+
+def _depth(value: Any, limit: int) -> int:
+    """Nesting depth of a JSON value, stopping as soon as it passes ``limit``."""
+    if limit < 0:
+        return 0
+    if isinstance(value, Mapping):
+        return 1 + max((_depth(v, limit - 1) for v in value.values()), default=0)
+    if isinstance(value, list | tuple):
+        return 1 + max((_depth(v, limit - 1) for v in value), default=0)
+    return 0
+
+
 def normalize_content(content: Mapping[str, Any]) -> dict[str, Any]:
     """Validate prompt content and return its normal form, the form that is hashed.
 
@@ -242,6 +257,8 @@ def normalize_content(content: Mapping[str, Any]) -> dict[str, Any]:
     unknown = set(content) - _CONTENT_KEYS
     if unknown:
         raise PromptFormatError(f"unknown content member(s): {', '.join(sorted(unknown))}")
+    if _depth(content, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
+        raise PromptFormatError(f"content is nested deeper than {MAX_JSON_DEPTH} levels")
     if "template" not in content:
         raise PromptFormatError("content needs a 'template'")
     metadata = content.get("metadata")

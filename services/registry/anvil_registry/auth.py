@@ -77,12 +77,26 @@ class Principal:
         return self.claims.org is None and self.claims.kind == "operator"
 
     def can_see_org(self, org_slug: str) -> bool:
-        return self.is_instance_admin or self.claims.org == org_slug
+        # Org-less tokens are instance-wide (operators and services such as the push gateway;
+        # issuance allows no other kind without an organisation).
+        return self.claims.org is None or self.claims.org == org_slug
 
     def ensure_org(self, org_slug: str) -> None:
         """Tenancy: another organisation's resources do not exist for this caller (404)."""
         if not self.can_see_org(org_slug):
             raise NotFound(f"organisation {org_slug!r} not found")
+
+    def ensure_org_wide(self, what: str) -> None:
+        """Changes that reach beyond one project need a token not limited to a project."""
+        if self.claims.project is not None:
+            raise Forbidden(f"this token is limited to project {self.claims.project!r}: it cannot {what}")
+
+    def ensure_project_wide(self, what: str) -> None:
+        """Changes that affect every environment need a token not limited to an environment."""
+        if self.claims.environment is not None:
+            raise Forbidden(
+                f"this token is limited to environment {self.claims.environment!r}: it cannot {what}"
+            )
 
     def ensure_scope_target(
         self, org: str, project: str | None = None, environment: str | None = None
@@ -107,7 +121,9 @@ async def _revoked(state: RegistryState, jti: str) -> bool:
             rows = await session.scalars(
                 select(Token.id).where(Token.revoked_at.is_not(None), Token.expires_at > datetime.now(UTC))
             )
-            cache.revoked = set(rows)
+            # Union, never replace: a revocation committed (and added by its after-commit hook)
+            # while this read ran must not be forgotten until the next refresh.
+            cache.revoked |= set(rows)
         cache.loaded_at = now
     return jti in cache.revoked
 

@@ -32,15 +32,21 @@ async def get_org(session: AsyncSession, principal: Principal, org: str) -> Orga
     return row
 
 
-async def get_project(session: AsyncSession, principal: Principal, org: str, project: str) -> Project:
+async def get_project(
+    session: AsyncSession, principal: Principal, org: str, project: str, *, for_update: bool = False
+) -> Project:
     principal.ensure_scope_target(org, project)
     # One query on the hot path; the organisation is looked up alone only to word a 404.
-    row = await session.scalar(
+    stmt = (
         select(Project)
         .join(Project.organisation)
         .options(contains_eager(Project.organisation))
         .where(Organisation.slug == org, Project.slug == project)
     )
+    if for_update:
+        # ETag checks read-then-write: lock, so two writers with one If-Match cannot both win.
+        stmt = stmt.with_for_update(of=Project)
+    row = await session.scalar(stmt)
     if row is None:
         await get_org(session, principal, org)
         raise NotFound(f"project {org}/{project} not found")

@@ -78,6 +78,14 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
         yield c
 
 
+@pytest.fixture
+async def raw(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """Like ``client``, but an unhandled error comes back as the app's 500 instead of raising."""
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url=PUBLIC_URL) as c:
+        yield c
+
+
 TokenFactory = Callable[..., str]
 
 

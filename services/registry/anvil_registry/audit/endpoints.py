@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+from datetime import UTC
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import AwareDatetime
 
 from anvil_common.pagination import Page, PageParams, page_params, paginate
+from anvil_common.problems import ValidationFailed
 
 from ..auth import Principal, require
 from ..deps import Session
@@ -29,6 +31,11 @@ async def list_audit_entries(
     ] = None,
 ) -> Page[AuditEntryPublic]:
     """Read the audit log, newest first (organisation-limited tokens see their organisation's)."""
+    if since is not None:
+        try:
+            since = since.astimezone(UTC)
+        except OverflowError:
+            raise ValidationFailed("since is outside the range of UTC datetimes") from None
     stmt = await service.audit_entries(
         session, principal, action=action, target=target, actor=actor, since=since
     )

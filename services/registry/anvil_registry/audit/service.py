@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, false, select
+from sqlalchemy import Select, false, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from anvil_common.observability import request_id_var
@@ -59,6 +59,10 @@ async def audit_entries(
                 select(Organisation.id).where(Organisation.slug == principal.claims.org)
             )
         stmt = stmt.where(AuditEntry.organisation_id == org_id) if org_id else stmt.where(false())
+    if principal.claims.project is not None:
+        # A project-limited token reads only entries about its project (slugs hold no LIKE wildcards).
+        base = f"{principal.claims.org}/{principal.claims.project}"
+        stmt = stmt.where(or_(AuditEntry.target == base, AuditEntry.target.like(base + "/%")))
     if action is not None:
         stmt = stmt.where(AuditEntry.action == action)
     if target is not None:

@@ -29,6 +29,7 @@ async def create_environment(
     principal: Annotated[Principal, Depends(require("projects:write"))],
 ) -> EnvironmentPublic:
     """Create an environment (dev, staging, prod or custom)."""
+    principal.ensure_project_wide("create environments")
     proj = await get_project(session, principal, org, project)
     env = await service.create_environment(session, principal, project=proj, data=data)
     response.headers["Location"] = f"/v1/orgs/{org}/projects/{project}/environments/{env.name}"

@@ -29,6 +29,7 @@ async def create_project(
 ) -> ProjectPublic:
     """Create a project."""
     organisation = await get_org(session, principal, org)
+    principal.ensure_org_wide("create projects")
     project = await service.create_project(session, principal, org=organisation, data=data)
     response.headers["Location"] = f"/v1/orgs/{org}/projects/{project.slug}"
     response.headers["ETag"] = service.project_etag(project)
@@ -79,7 +80,8 @@ async def update_project(
     if_match: IfMatch = None,
 ) -> ProjectPublic:
     """Update a project's name or description (If-Match honoured)."""
-    row = await get_project(session, principal, org, project)
+    principal.ensure_project_wide("change the project")
+    row = await get_project(session, principal, org, project, for_update=True)
     check_if_match(if_match, service.project_etag(row))
     row = await service.update_project(session, principal, project=row, data=data)
     response.headers["ETag"] = service.project_etag(row)
@@ -96,7 +98,8 @@ async def archive_project(
     if_match: IfMatch = None,
 ) -> ProjectPublic:
     """Archive a project: read-only from now on, its environments stop serving."""
-    row = await get_project(session, principal, org, project)
+    principal.ensure_project_wide("archive the project")
+    row = await get_project(session, principal, org, project, for_update=True)
     check_if_match(if_match, service.project_etag(row))
     row = await service.archive_project(session, principal, project=row)
     response.headers["ETag"] = service.project_etag(row)

@@ -29,6 +29,7 @@ async def create_prompt_set(
     org: str, project: str, data: PromptSetCreate, session: Session, response: Response, principal: Writer
 ) -> PromptSetPublic:
     """Create a prompt set; every listed prompt must exist and be active."""
+    principal.ensure_project_wide("change prompt sets")
     proj = await lookup.get_project(session, principal, org, project)
     row = await service.create_prompt_set(session, principal, project=proj, data=data)
     response.headers["Location"] = f"/v1/orgs/{org}/projects/{project}/prompt-sets/{row.name}"
@@ -77,8 +78,9 @@ async def update_prompt_set(
     if_match: IfMatch = None,
 ) -> PromptSetPublic:
     """Change a prompt set's description or members (If-Match honoured)."""
+    principal.ensure_project_wide("change prompt sets")
     proj = await lookup.get_project(session, principal, org, project)
-    row = await service.get_prompt_set(session, project=proj, name=name)
+    row = await service.get_prompt_set(session, project=proj, name=name, for_update=True)
     check_if_match(if_match, service.prompt_set_etag(row))
     row = await service.update_prompt_set(session, principal, project=proj, prompt_set=row, data=data)
     response.headers["ETag"] = service.prompt_set_etag(row)
@@ -96,8 +98,9 @@ async def archive_prompt_set(
     if_match: IfMatch = None,
 ) -> PromptSetPublic:
     """Archive a prompt set (If-Match honoured)."""
+    principal.ensure_project_wide("change prompt sets")
     proj = await lookup.get_project(session, principal, org, project)
-    row = await service.get_prompt_set(session, project=proj, name=name)
+    row = await service.get_prompt_set(session, project=proj, name=name, for_update=True)
     check_if_match(if_match, service.prompt_set_etag(row))
     row = await service.archive_prompt_set(session, principal, project=proj, prompt_set=row)
     response.headers["ETag"] = service.prompt_set_etag(row)

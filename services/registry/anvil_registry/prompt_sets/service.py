@@ -38,11 +38,12 @@ def _target(project: Project, name: str) -> str:
     return f"{project.organisation.slug}/{project.slug}/{name}"
 
 
-async def get_prompt_set(session: AsyncSession, *, project: Project, name: str) -> PromptSet:
-    """The project's prompt set called ``name`` (404 if there is none)."""
-    row = await session.scalar(
-        select(PromptSet).where(PromptSet.project_id == project.id, PromptSet.name == name)
-    )
+async def get_prompt_set(
+    session: AsyncSession, *, project: Project, name: str, for_update: bool = False
+) -> PromptSet:
+    """The project's prompt set called ``name`` (404 if there is none); locked for a write."""
+    stmt = select(PromptSet).where(PromptSet.project_id == project.id, PromptSet.name == name)
+    row = await session.scalar(stmt.with_for_update() if for_update else stmt)
     if row is None:
         raise NotFound(f"prompt set {name!r} not found in project {project.slug!r}")
     return row

@@ -179,6 +179,7 @@ async def archive_prompt(
     purge: bool = False,
 ) -> PromptPublic | Response:
     """Archive a prompt (revisions keep serving it); ``purge=true`` deletes it if nothing uses it."""
+    principal.ensure_project_wide("archive or purge prompts")
     proj = await lookup.get_project(session, principal, org, project)
     prompt = await lookup.get_prompt(session, proj, name, for_update=True)
     check_if_match(if_match, service.prompt_etag(prompt))

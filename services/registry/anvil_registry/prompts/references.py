@@ -37,9 +37,18 @@ async def _version_exists(session: AsyncSession, project_id: uuid.UUID, name: st
 
 
 async def check_references(
-    session: AsyncSession, *, project: Project, name: str, content: Mapping[str, Any]
+    session: AsyncSession,
+    *,
+    project: Project,
+    name: str,
+    content: Mapping[str, Any],
+    visible_project: str | None = None,
 ) -> None:
-    """Reject self references, pinned references to missing versions and unknown projects."""
+    """Reject self references, pinned references to missing versions and unknown projects.
+
+    ``visible_project`` is the caller's project limit: other projects do not exist for it, so
+    a partial cannot be used to read (or probe) them.
+    """
     projects: dict[str, Project | None] = {project.slug: project}
     for ref in template_references(content):
         slug = ref.project or project.slug
@@ -48,7 +57,10 @@ async def check_references(
                 f"{{{{> {ref.text}}}}} refers to prompt {name!r} itself", reference=ref.text
             )
         if slug not in projects:
-            projects[slug] = await _project_by_slug(session, project.organisation_id, slug)
+            hidden = visible_project is not None and slug != visible_project
+            projects[slug] = (
+                None if hidden else await _project_by_slug(session, project.organisation_id, slug)
+            )
         target = projects[slug]
         if target is None:
             raise UnresolvedPartial(

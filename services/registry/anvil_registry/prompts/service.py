@@ -145,7 +145,9 @@ async def create_version(
         )
     if latest is not None and latest.content_hash == content_hash:
         return prompt, latest, False
-    await check_references(session, project=project, name=name, content=normal)
+    await check_references(
+        session, project=project, name=name, content=normal, visible_project=principal.claims.project
+    )
     version = PromptVersion(
         prompt_id=prompt.id,
         number=prompt.latest_version + 1,

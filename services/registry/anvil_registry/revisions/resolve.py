@@ -50,8 +50,14 @@ async def served_versions(session: AsyncSession, environment: Environment) -> di
 
 class _Resolver:
     def __init__(
-        self, session: AsyncSession, project: Project, environment_name: str, served: dict[str, PromptVersion]
+        self,
+        session: AsyncSession,
+        project: Project,
+        environment_name: str,
+        served: dict[str, PromptVersion],
+        visible_project: str | None,
     ):
+        self.visible_project = visible_project
         self.session = session
         self.project = project
         self.environment_name = environment_name
@@ -105,6 +111,11 @@ class _Resolver:
         self._height[key] = height
 
     async def _project(self, slug: str, where: str, ref: PartialRef) -> Project:
+        if slug not in self._projects and self.visible_project not in (None, slug):
+            # The caller's token is limited to one project: the others do not exist for it.
+            raise UnresolvedPartial(
+                f"{where}: partial {ref.text!r}: no project {slug!r} in this organisation"
+            )
         if slug not in self._projects:
             found = await self.session.scalar(
                 select(Project).where(
@@ -171,7 +182,13 @@ class _Resolver:
 
 
 async def resolve_closure(
-    session: AsyncSession, *, project: Project, environment_name: str, served: dict[str, PromptVersion]
+    session: AsyncSession,
+    *,
+    project: Project,
+    environment_name: str,
+    served: dict[str, PromptVersion],
+    visible_project: str | None = None,
 ) -> Closure:
-    """Manifest entries and contents for ``served`` plus every partial they reach."""
-    return await _Resolver(session, project, environment_name, served).run()
+    """Manifest entries and contents for ``served`` plus every partial they reach
+    (``visible_project``: the caller's project limit; partials may not leave it)."""
+    return await _Resolver(session, project, environment_name, served, visible_project).run()

@@ -220,19 +220,14 @@ async def _pick_versions(
     numbers = {
         name: prompts[name].latest_version if isinstance(spec, str) else spec for name, spec in wanted.items()
     }
-    found = {
-        (v.prompt_id, v.number): v
-        for v in await session.scalars(
-            select(PromptVersion).where(
-                or_(
-                    *(
-                        and_(PromptVersion.prompt_id == prompts[name].id, PromptVersion.number == number)
-                        for name, number in numbers.items()
-                    )
-                )
-            )
+    pairs = [(prompts[name].id, number) for name, number in sorted(numbers.items())]
+    found: dict[tuple[uuid.UUID, int], PromptVersion] = {}
+    for start in range(0, len(pairs), 200):  # bounded OR chains: SQLite caps expression depth
+        chunk = pairs[start : start + 200]
+        stmt = select(PromptVersion).where(
+            or_(*(and_(PromptVersion.prompt_id == pid, PromptVersion.number == n) for pid, n in chunk))
         )
-    }
+        found.update({(v.prompt_id, v.number): v for v in await session.scalars(stmt)})
     result: dict[str, PromptVersion] = {}
     for name, number in sorted(numbers.items()):
         version = found.get((prompts[name].id, number))
@@ -272,7 +267,11 @@ async def publish_revision(
             f"archived prompts cannot be published; remove them: {', '.join(archived_names)}"
         )
     closure = await resolve_closure(
-        session, project=project, environment_name=environment.name, served=served
+        session,
+        project=project,
+        environment_name=environment.name,
+        served=served,
+        visible_project=principal.claims.project,
     )
     return await _create(
         session,
@@ -320,6 +319,17 @@ async def promote_revision(
         raise RevisionNotFound(f"environment {source.name!r} has no revision to promote")
     revision = await get_revision(session, source, number)
     manifest, contents, version_ids = await _copy(session, revision)
+    # Promotion is a new publication: like publish (and unlike rollback) it may not serve
+    # an archived prompt, directly or through a partial.
+    archived = sorted(
+        await session.scalars(
+            select(Prompt.name)
+            .join(PromptVersion, PromptVersion.prompt_id == Prompt.id)
+            .where(PromptVersion.id.in_(set(version_ids.values())), Prompt.archived_at.is_not(None))
+        )
+    )
+    if archived:
+        raise ArchivedPrompt(f"revision {number} serves archived prompts: {', '.join(archived)}")
     return await _create(
         session,
         state,
