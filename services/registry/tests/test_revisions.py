@@ -342,3 +342,23 @@ async def test_a_weak_etag_never_satisfies_if_match(client, admin_headers, acme,
     r = await publish(client, admin_headers, "prod", {"prompts": {"a": 1}}, etag='W/"rev-0"')
     assert r.status_code == 412
     assert await snapshot() == before
+
+
+async def test_promote_refuses_a_revision_serving_an_archived_prompt(
+    client, admin_headers, acme, state, snapshot
+):
+    await create_env(client, admin_headers, "staging")
+    await create_env(client, admin_headers, "prod")
+    await add_version(state, "web", "a", "A")
+    await publish(client, admin_headers, "staging", {"prompts": {"a": 1}})
+    r = await client.delete("/v1/orgs/acme/projects/web/prompts/a", headers=admin_headers)
+    assert r.status_code == 200
+    before = await snapshot()
+    r = await client.post(
+        f"{ENV}/prod/promotions",
+        json={"from_environment": "staging"},
+        headers={**admin_headers, "If-Match": '"rev-0"'},
+    )
+    assert r.status_code == 422
+    assert r.json()["type"] == "urn:anvil:problem:archived-prompt"
+    assert await snapshot() == before
