@@ -13,9 +13,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from anvil_common.observability import request_id_var
 
 from ..auth import Principal
-from ..models import AuditEntry, Organisation
+from ..models import AuditEntry, Organisation, Project
 
 __all__ = ["record", "audit_entries", "org_slugs"]
+
+
+def project_target(project: Project, *names: str) -> str:
+    """How audit entries name a project or something in it: ``org/project[/name...]``
+    (project-limited tokens read entries by this prefix)."""
+    return "/".join((project.organisation.slug, project.slug, *names))
 
 
 def record(

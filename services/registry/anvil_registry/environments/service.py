@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from anvil_common.db import utcnow
 from anvil_common.problems import Conflict
 
-from ..audit.service import record
+from ..audit.service import project_target, record
 from ..auth import Principal
 from ..events.service import append_event
 from ..lookup import ensure_active
@@ -51,7 +51,7 @@ async def create_environment(
     environment = Environment(project_id=project.id, name=data.name, description=data.description)
     session.add(environment)
     await session.flush()
-    target = f"{project.organisation.slug}/{project.slug}/{data.name}"
+    target = project_target(project, data.name)
     record(
         session,
         principal,
@@ -69,7 +69,7 @@ async def archive_environment(
     if environment.archived_at is not None:
         return environment
     environment.archived_at = utcnow()
-    target = f"{project.organisation.slug}/{project.slug}/{environment.name}"
+    target = project_target(project, environment.name)
     record(
         session,
         principal,

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from anvil_common.db import utcnow
 from anvil_common.problems import Conflict
 
-from ..audit.service import record
+from ..audit.service import project_target, record
 from ..auth import Principal
 from ..events.service import append_event
 from ..lookup import ensure_active
@@ -72,7 +72,7 @@ async def archive_project(session: AsyncSession, principal: Principal, *, projec
         .where(Environment.project_id == project.id, Environment.archived_at.is_(None))
         .values(archived_at=now)
     )
-    target = f"{project.organisation.slug}/{project.slug}"
+    target = project_target(project)
     record(
         session, principal, action="project.archive", target=target, organisation_id=project.organisation_id
     )

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from anvil_common.db import utcnow
 from anvil_common.problems import NotFound
 
-from ..audit.service import record
+from ..audit.service import project_target, record
 from ..auth import Principal
 from ..lookup import Archived, ensure_active
 from ..models import Project, Prompt, PromptSet
@@ -32,10 +32,6 @@ __all__ = [
 
 def prompt_set_etag(prompt_set: PromptSet) -> str:
     return f'"s{prompt_set.row_version}"'
-
-
-def _target(project: Project, name: str) -> str:
-    return f"{project.organisation.slug}/{project.slug}/{name}"
 
 
 async def get_prompt_set(
@@ -87,7 +83,7 @@ async def create_prompt_set(
         session,
         principal,
         action="prompt_set.create",
-        target=_target(project, data.name),
+        target=project_target(project, data.name),
         organisation_id=project.organisation_id,
         details={"prompts": members},
     )
@@ -122,7 +118,7 @@ async def update_prompt_set(
         session,
         principal,
         action="prompt_set.update",
-        target=_target(project, prompt_set.name),
+        target=project_target(project, prompt_set.name),
         organisation_id=project.organisation_id,
         details=details,
     )
@@ -143,7 +139,7 @@ async def archive_prompt_set(
         session,
         principal,
         action="prompt_set.archive",
-        target=_target(project, prompt_set.name),
+        target=project_target(project, prompt_set.name),
         organisation_id=project.organisation_id,
     )
     return prompt_set

@@ -21,7 +21,7 @@ from anvil_common.problems import NotFound, PreconditionFailed
 from anvil_wire import canonical_json, sha256_digest
 from anvil_wire.prompts import PromptFormatError, is_prompt_name, normalize_content
 
-from ..audit.service import record
+from ..audit.service import project_target, record
 from ..auth import Principal
 from ..conditional import check_if_match
 from ..events.service import append_event
@@ -45,10 +45,6 @@ def prompt_etag(prompt: Prompt) -> str:
     return f'"v{prompt.latest_version}"'
 
 
-def _target(project: Project, name: str) -> str:
-    return f"{project.organisation.slug}/{project.slug}/{name}"
-
-
 async def create_prompt(
     session: AsyncSession, principal: Principal, *, project: Project, data: PromptCreate
 ) -> Prompt:
@@ -66,7 +62,7 @@ async def create_prompt(
         session,
         principal,
         action="prompt.create",
-        target=_target(project, data.name),
+        target=project_target(project, data.name),
         organisation_id=project.organisation_id,
     )
     return prompt
@@ -108,7 +104,7 @@ async def _lock_or_create(
         session,
         principal,
         action="prompt.create",
-        target=_target(project, name),
+        target=project_target(project, name),
         organisation_id=project.organisation_id,
     )
     return prompt
@@ -166,7 +162,7 @@ async def create_version(
         session,
         principal,
         action="prompt.version.create",
-        target=f"{_target(project, name)}@{version.number}",
+        target=f"{project_target(project, name)}@{version.number}",
         organisation_id=project.organisation_id,
         details={"number": version.number, "content_hash": content_hash},
     )
@@ -185,7 +181,7 @@ async def archive_prompt(
         session,
         principal,
         action="prompt.archive",
-        target=_target(project, prompt.name),
+        target=project_target(project, prompt.name),
         organisation_id=project.organisation_id,
     )
     await append_event(
@@ -242,7 +238,7 @@ async def purge_prompt(
         session,
         principal,
         action="prompt.purge",
-        target=_target(project, prompt.name),
+        target=project_target(project, prompt.name),
         organisation_id=project.organisation_id,
     )
     await append_event(

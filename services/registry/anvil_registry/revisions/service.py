@@ -22,7 +22,7 @@ from anvil_wire import (
 )
 from anvil_wire.b64 import b64url_decode
 
-from ..audit.service import record
+from ..audit.service import project_target, record
 from ..auth import Principal
 from ..events.service import append_event
 from ..lookup import ensure_active
@@ -170,7 +170,7 @@ async def _create(
             )
         )
     environment.last_revision = number
-    target = f"{org.slug}/{project.slug}/{environment.name}@{number}"
+    target = f"{project_target(project, environment.name)}@{number}"
     details = {
         "kind": kind,
         "rollback_of": rollback_of,
