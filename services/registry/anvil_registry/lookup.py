@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import and_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import contains_eager
 
 from anvil_common.problems import Conflict, NotFound
 
 from .auth import Principal
-from .models import Environment, Organisation, Project, Prompt
+from .models import Environment, Organisation, Project, Prompt, PromptVersion
 
-__all__ = ["get_org", "get_project", "get_environment", "get_prompt", "ensure_active"]
+__all__ = [
+    "get_org",
+    "get_project",
+    "get_environment",
+    "get_prompt",
+    "get_prompt_for_update",
+    "ensure_active",
+]
 
 
 class Archived(Conflict):
@@ -83,3 +90,29 @@ async def get_prompt(
     if row is None:
         raise NotFound(f"prompt {name!r} not found in project {project.slug!r}")
     return row
+
+
+async def get_prompt_for_update(
+    session: AsyncSession, principal: Principal, org: str, project: str, name: str
+) -> tuple[Project, Prompt, PromptVersion | None] | None:
+    """The hot path of a new version: project, locked prompt and its latest version in one query.
+
+    ``None`` when the prompt (or the project) does not exist; the caller then takes the slow path,
+    which words the 404 or creates the prompt. Only the prompt row is locked (Postgres refuses a
+    lock on the nullable side of the outer join to the latest version).
+    """
+    principal.ensure_scope_target(org, project)
+    latest = and_(PromptVersion.prompt_id == Prompt.id, PromptVersion.number == Prompt.latest_version)
+    stmt = (
+        select(Project, Prompt, PromptVersion)
+        .join(Project.organisation)
+        .join(Prompt, and_(Prompt.project_id == Project.id, Prompt.name == name))
+        .outerjoin(PromptVersion, latest)
+        .options(contains_eager(Project.organisation))
+        .where(Organisation.slug == org, Project.slug == project)
+        .with_for_update(of=Prompt)
+    )
+    row = (await session.execute(stmt)).one_or_none()
+    if row is None:
+        return None
+    return row[0], row[1], row[2]

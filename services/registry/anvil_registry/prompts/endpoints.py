@@ -127,7 +127,11 @@ async def create_prompt_version(
     if_match: IfMatch = None,
 ) -> PromptVersionPublic:
     """Add a version (creates the prompt if missing); content equal to the latest is a no-op (200)."""
-    proj = await lookup.get_project(session, principal, org, project)
+    found = await lookup.get_prompt_for_update(session, principal, org, project, name)
+    if found is not None:
+        proj, *locked = found
+    else:  # a new prompt, or a 404 worded by the slow path
+        proj, locked = await lookup.get_project(session, principal, org, project), None
     prompt, version, created = await service.create_version(
         session,
         principal,
@@ -137,6 +141,7 @@ async def create_prompt_version(
         message=data.message,
         if_match=if_match,
         max_bytes=state.settings.max_prompt_bytes,
+        locked=(locked[0], locked[1]) if locked else None,
     )
     if not created:
         response.status_code = 200

@@ -121,30 +121,37 @@ async def create_version(
     origin: tuple[str, str] | None = None,
     if_match: str | None = None,
     max_bytes: int,
+    locked: tuple[Prompt, PromptVersion | None] | None = None,
 ) -> tuple[Prompt, PromptVersion, bool]:
     """Add a version (creating the prompt if needed); identical content is a no-op.
 
-    Returns (prompt, version, created): ``created`` is False when the latest version already
-    had this content and nothing was written.
+    ``locked`` is the prompt, already locked, with its latest version, when the caller read them
+    (``lookup.get_prompt_for_update``, one query on the hot path). Returns (prompt, version,
+    created): ``created`` is False when the latest version already had this content and nothing
+    was written.
     """
     ensure_active(project, f"project {project.slug!r}")
     normal, content_hash = _normalize(content, max_bytes)
-    prompt = await _lock_or_create(session, principal, project, name, if_match)
+    if locked is not None:
+        prompt, latest = locked
+    else:
+        prompt = await _lock_or_create(session, principal, project, name, if_match)
+        latest = None
+        if prompt.latest_version:
+            latest = await session.scalar(
+                select(PromptVersion).where(
+                    PromptVersion.prompt_id == prompt.id, PromptVersion.number == prompt.latest_version
+                )
+            )
     check_if_match(if_match, prompt_etag(prompt))
     ensure_active(prompt, f"prompt {name!r}")
-    latest = None
-    if prompt.latest_version:
-        latest = await session.scalar(
-            select(PromptVersion).where(
-                PromptVersion.prompt_id == prompt.id, PromptVersion.number == prompt.latest_version
-            )
-        )
     if latest is not None and latest.content_hash == content_hash:
         return prompt, latest, False
     await check_references(
         session, project=project, name=name, content=normal, visible_project=principal.claims.project
     )
     version = PromptVersion(
+        id=uuid.uuid4(),
         prompt_id=prompt.id,
         number=prompt.latest_version + 1,
         content_hash=content_hash,
@@ -153,11 +160,12 @@ async def create_version(
         origin_instance=origin[0] if origin else None,
         origin_digest=origin[1] if origin else None,
         message=message,
+        created_at=utcnow(),
         created_by=principal.actor,
     )
     prompt.latest_version = version.number
+    # Flushed with the audit entry at commit: one round trip fewer than an explicit flush here.
     session.add(version)
-    await session.flush()
     record(
         session,
         principal,
