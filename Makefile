@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PY := $(BIN)/python
 STAMP := $(VENV)/.installed
-MEMBERS := libs/anvil_wire libs/anvil_common services/registry clients/cli
+MEMBERS := libs/anvil_wire libs/anvil_common services/registry services/bundle-worker clients/cli
 PYPROJECTS := $(addsuffix /pyproject.toml,$(MEMBERS))
 
 .DEFAULT_GOAL := help

@@ -6,7 +6,13 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-MEMBERS = ["libs/anvil_wire", "libs/anvil_common", "services/registry", "clients/cli"]
+MEMBERS = [
+    "libs/anvil_wire",
+    "libs/anvil_common",
+    "services/registry",
+    "services/bundle-worker",
+    "clients/cli",
+]
 
 
 def test_every_member_dependency_is_pinned_in_constraints():

@@ -128,10 +128,11 @@ async def create_prompt_version(
 ) -> PromptVersionPublic:
     """Add a version (creates the prompt if missing); content equal to the latest is a no-op (200)."""
     found = await lookup.get_prompt_for_update(session, principal, org, project, name)
+    locked = None
     if found is not None:
-        proj, *locked = found
+        proj, locked = found[0], (found[1], found[2])
     else:  # a new prompt, or a 404 worded by the slow path
-        proj, locked = await lookup.get_project(session, principal, org, project), None
+        proj = await lookup.get_project(session, principal, org, project)
     prompt, version, created = await service.create_version(
         session,
         principal,
@@ -141,7 +142,7 @@ async def create_prompt_version(
         message=data.message,
         if_match=if_match,
         max_bytes=state.settings.max_prompt_bytes,
-        locked=(locked[0], locked[1]) if locked else None,
+        locked=locked,
     )
     if not created:
         response.status_code = 200
