@@ -1,0 +1,1 @@
+"""Bundle worker test fixtures."""
