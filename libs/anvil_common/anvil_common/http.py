@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from anvil_wire.b64 import b64url_decode, b64url_encode
@@ -18,8 +20,20 @@ MAX_PAGE_TOKEN_LENGTH = 1024
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
-class _BodyTooLarge(Exception):
-    pass
+class _BodyTooLarge(PayloadTooLarge, HTTPException):
+    """Raised from ``receive`` once a body passes its limit.
+
+    FastAPI turns any exception met while it reads a body into a 400, except HTTPExceptions,
+    which it re-raises; the app's problem handler then renders it as the 413 problem it is
+    (``Problem`` comes before ``HTTPException`` in the method resolution order). For any other
+    app the middleware itself answers (below).
+    """
+
+    headers: dict[str, str]  # Problem's (HTTPException's is optional; this one is always set)
+
+    def __init__(self, limit: int) -> None:
+        PayloadTooLarge.__init__(self, f"request body exceeds {limit} bytes")
+        self.status_code = self.status
 
 
 class BodyGuardMiddleware:
@@ -27,13 +41,30 @@ class BodyGuardMiddleware:
 
     The limit is enforced on the bytes actually received, so a missing or lying
     ``Content-Length`` cannot get past it. ``raw_prefixes`` lists paths that take other media
-    types (and set their own limits).
+    types (and set their own limits). ``path_limits`` maps regular expressions (matched against
+    the whole path, first match wins) to the limit of the paths they match, for the few
+    endpoints whose bodies are larger by design (an import carries every prompt version).
     """
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int, raw_prefixes: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_bytes: int,
+        raw_prefixes: Sequence[str] = (),
+        path_limits: Mapping[str, int] | None = None,
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.raw_prefixes = tuple(raw_prefixes)
+        self.path_limits = [(re.compile(pattern), limit) for pattern, limit in (path_limits or {}).items()]
+
+    def limit_for(self, path: str) -> int:
+        """The body limit of ``path``: its ``path_limits`` entry, else ``max_bytes``."""
+        for pattern, limit in self.path_limits:
+            if pattern.fullmatch(path):
+                return limit
+        return self.max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
@@ -44,12 +75,13 @@ class BodyGuardMiddleware:
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])
+        max_bytes = self.limit_for(scope["path"])
         problem: Problem | None = None
         length = headers.get(b"content-length")
         if length is not None and not length.isdigit():
             problem = BadRequest("Content-Length must be a decimal number of bytes")
-        elif length is not None and int(length) > self.max_bytes:
-            problem = PayloadTooLarge(f"request body exceeds {self.max_bytes} bytes")
+        elif length is not None and int(length) > max_bytes:
+            problem = PayloadTooLarge(f"request body exceeds {max_bytes} bytes")
         elif (length not in (None, b"0") or b"transfer-encoding" in headers) and not _is_json(
             headers.get(b"content-type", b"")
         ):
@@ -65,8 +97,8 @@ class BodyGuardMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise _BodyTooLarge
+                if received > max_bytes:
+                    raise _BodyTooLarge(max_bytes)
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -76,11 +108,9 @@ class BodyGuardMiddleware:
 
         try:
             await self.app(scope, limited_receive, tracking_send)
-        except _BodyTooLarge:
+        except _BodyTooLarge as exc:
             if not started:
-                await problem_response(PayloadTooLarge(f"request body exceeds {self.max_bytes} bytes"))(
-                    scope, receive, send
-                )
+                await problem_response(exc)(scope, receive, send)
 
 
 def _is_json(content_type: bytes) -> bool:

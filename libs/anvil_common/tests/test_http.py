@@ -6,9 +6,10 @@ import json
 from typing import Any
 
 import pytest
+from fastapi import FastAPI
 
 from anvil_common.http import BodyGuardMiddleware, decode_page_token, encode_page_token, etag_for, parse_etags
-from anvil_common.problems import PROBLEM_MEDIA_TYPE, BadRequest
+from anvil_common.problems import PROBLEM_MEDIA_TYPE, BadRequest, install_problem_handlers
 
 LIMIT = 1024
 
@@ -49,6 +50,7 @@ async def call(
         "type": "http",
         "method": method,
         "path": path,
+        "query_string": b"",
         "headers": [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()],
     }
     pending = [
@@ -186,6 +188,86 @@ async def test_reads_and_raw_prefixes_are_not_guarded(guard):
     )
     assert status == 200
     assert json.loads(body) == {"received": LIMIT * 2}
+
+
+@pytest.fixture
+def sized_guard(echo) -> BodyGuardMiddleware:
+    return BodyGuardMiddleware(echo, max_bytes=LIMIT, path_limits={r"/v1/orgs/[^/]+/imports": LIMIT * 4})
+
+
+async def test_a_path_limit_lets_its_path_take_a_larger_body(sized_guard, echo):
+    status, _, body = await call(
+        sized_guard,
+        "POST",
+        "/v1/orgs/acme/imports",
+        headers={"content-type": "application/json", "content-length": str(LIMIT * 3)},
+        chunks=[b"x" * (LIMIT * 3)],
+    )
+    assert status == 200
+    assert json.loads(body) == {"received": LIMIT * 3}
+
+
+@pytest.mark.parametrize("declared", [True, False])
+async def test_a_path_limit_is_still_a_limit(sized_guard, echo, declared):
+    headers = {"content-type": "application/json"}
+    if declared:
+        headers["content-length"] = str(LIMIT * 4 + 1)
+    else:
+        headers["transfer-encoding"] = "chunked"
+    result = await call(
+        sized_guard, "POST", "/v1/orgs/acme/imports", headers=headers, chunks=[b"x" * (LIMIT * 4 + 1)]
+    )
+    assert_problem(*result, 413, "payload-too-large")
+    assert json.loads(result[2])["detail"] == f"request body exceeds {LIMIT * 4} bytes"
+
+
+@pytest.mark.parametrize("path", ["/v1/orgs/acme/imports/x", "/v1/orgs/a/b/imports", "/v1/things"])
+async def test_a_path_limit_applies_only_to_the_paths_it_matches(sized_guard, echo, path):
+    result = await call(
+        sized_guard,
+        "POST",
+        path,
+        headers={"content-type": "application/json", "content-length": str(LIMIT + 1)},
+        chunks=[b"x" * (LIMIT + 1)],
+    )
+    assert_problem(*result, 413, "payload-too-large")
+    assert echo.calls == 0
+
+
+@pytest.fixture
+def fastapi_app() -> Any:
+    """A FastAPI app with the problem handlers behind the guard, as every service has it."""
+    app = FastAPI()
+    install_problem_handlers(app)
+
+    @app.post("/v1/things")
+    async def things(body: dict[str, Any]) -> dict[str, int]:
+        return {"keys": len(body)}
+
+    app.add_middleware(BodyGuardMiddleware, max_bytes=LIMIT)
+    return app
+
+
+@pytest.mark.parametrize("declared", [None, "10"])
+async def test_a_body_passing_the_limit_while_fastapi_reads_it_is_a_413_not_a_400(fastapi_app, declared):
+    # No Content-Length (chunked), or one that lies: the guard only learns as the bytes arrive,
+    # by which time FastAPI is reading the body (and turns most exceptions into a 400).
+    headers = {"content-type": "application/json"}
+    if declared is None:
+        headers["transfer-encoding"] = "chunked"
+    else:
+        headers["content-length"] = declared
+    body = json.dumps({"pad": "x" * LIMIT}).encode()
+    chunks = [body[: LIMIT // 2], body[LIMIT // 2 :]]
+    result = await call(fastapi_app, "POST", headers=headers, chunks=chunks)
+    assert_problem(*result, 413, "payload-too-large")
+    assert json.loads(result[2])["detail"] == f"request body exceeds {LIMIT} bytes"
+
+
+async def test_a_body_within_the_limit_reaches_a_fastapi_route(fastapi_app):
+    headers = {"content-type": "application/json", "transfer-encoding": "chunked"}
+    status, _, body = await call(fastapi_app, "POST", headers=headers, chunks=[b'{"a":', b"1}"])
+    assert (status, json.loads(body)) == (200, {"keys": 1})
 
 
 def test_page_token_round_trips_and_is_opaque_base64url():

@@ -22,6 +22,7 @@ from anvil_wire import KeySet
 
 from . import __version__
 from .auth import AUDIENCE
+from .bundles.endpoints import IMPORTS_PATH
 from .events.hub import EventHub, PostgresListener
 from .revisions.endpoints import config_fast_route
 from .routers import ROUTERS
@@ -116,7 +117,11 @@ def create_app(settings: RegistrySettings | None = None) -> FastAPI:
     )
     app.state.registry = state
     install_problem_handlers(app)
-    app.add_middleware(BodyGuardMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyGuardMiddleware,
+        max_bytes=settings.max_body_bytes,
+        path_limits={IMPORTS_PATH: settings.max_import_bytes},
+    )
     app.add_middleware(RequestContextMiddleware, metrics=state.metrics)
 
     async def ready() -> str | None:

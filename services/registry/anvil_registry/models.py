@@ -218,3 +218,18 @@ class IdempotencyRecord(Base):
     response: Mapped[dict[str, Any]]
     headers: Mapped[dict[str, Any]]
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class Import(Base):
+    """An applied bundle import, by the plan's id: applying it again replays ``result``."""
+
+    __tablename__ = "imports"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)  # the import_id (plan id)
+    organisation_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organisations.id"), index=True)
+    origin_instance: Mapped[str] = mapped_column(String(500))
+    origin_bundle: Mapped[str] = mapped_column(String(71))
+    request_hash: Mapped[str] = mapped_column(String(71))
+    result: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(200))

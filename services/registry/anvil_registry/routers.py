@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from .audit.endpoints import router as audit
+from .bundles.endpoints import router as bundles
 from .environments.endpoints import router as environments
 from .events.endpoints import router as events
 from .orgs.endpoints import router as orgs
@@ -24,4 +25,5 @@ ROUTERS: list[APIRouter] = [
     tokens,
     audit,
     events,
+    bundles,
 ]

@@ -35,6 +35,12 @@ class RegistrySettings(ServiceSettings):
     revocation_refresh_seconds: float = Field(default=5.0, gt=0)
     long_poll_max_seconds: float = Field(default=60.0, gt=0)
     max_prompt_bytes: int = Field(default=256 * 1024, ge=1024)
+    max_import_bytes: int = Field(
+        default=256 * 1024 * 1024,
+        ge=1024,
+        description="Body limit of apply_import (POST /v1/orgs/{org}/imports), which carries every "
+        "imported prompt version; every other path keeps max_body_bytes.",
+    )
 
     def resolved_keys_file(self) -> Path:
         return self.keys_file or self.data_dir / "keys" / "instance.json"

@@ -51,6 +51,9 @@ SCOPE_OF: dict[str, str | None] = {
     "revoke_token": "tokens:admin",
     "list_audit_entries": "audit:read",
     "list_events": "events:read",
+    "read_snapshot": "bundles:export",
+    "read_import_state": "bundles:import",
+    "apply_import": "bundles:import",
 }
 PATH_VALUES = {
     "org": "acme",
@@ -72,6 +75,12 @@ BODIES: dict[str, Any] = {
     "publish_revision": {"prompts": {"greeting": 1}},
     "promote_revision": {"from_environment": "prod"},
     "roll_back": {"to_revision": 1},
+    "read_snapshot": {"selection": {"kind": "organisation"}},
+    "read_import_state": {"projects": {"web": {"prompts": ["greeting"]}}},
+    "apply_import": {
+        "import_id": "6d1c3c52-3f0b-4a57-9d7e-0b5a2f9e8c11",
+        "origin": {"instance": "https://other.example", "bundle": "sha256:" + "0" * 64},
+    },
 }
 ORG_FREE = {
     "create_organisation",

@@ -10,12 +10,14 @@ from typing import Any
 from sqlalchemy import Select, false, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from anvil_common.db import utcnow
 from anvil_common.observability import request_id_var
 
 from ..auth import Principal
+from ..bulk import insert_rows
 from ..models import AuditEntry, Organisation, Project
 
-__all__ = ["record", "audit_entries", "org_slugs"]
+__all__ = ["record", "record_many", "audit_entries", "org_slugs"]
 
 
 def project_target(project: Project, *names: str) -> str:
@@ -45,6 +47,31 @@ def record(
             request_id=request_id_var.get(),
         )
     )
+
+
+async def record_many(
+    session: AsyncSession,
+    principal: Principal,
+    entries: Iterable[tuple[str, str, dict[str, Any]]],
+    *,
+    organisation_id: uuid.UUID,
+) -> None:
+    """Insert many (action, target, details) entries in one statement (an import writes thousands)."""
+    at = utcnow()
+    rows = [
+        {
+            "at": at,
+            "actor": principal.actor,
+            "actor_token": principal.token_id,
+            "action": action,
+            "organisation_id": organisation_id,
+            "target": target,
+            "details": details,
+            "request_id": request_id_var.get(),
+        }
+        for action, target, details in entries
+    ]
+    await insert_rows(session, AuditEntry, rows)
 
 
 async def audit_entries(

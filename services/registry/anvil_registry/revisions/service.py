@@ -124,9 +124,10 @@ async def _create(
     message: str,
     rollback_of: int | None = None,
     promoted_from: dict[str, Any] | None = None,
+    always: bool = False,
 ) -> Created:
     content_key = _content_key(prompts, dependencies)
-    if kind != "rollback" and environment.last_revision:
+    if kind != "rollback" and environment.last_revision and not always:
         current = await get_revision(session, environment, environment.last_revision)
         if current.content_key == content_key:
             return Created(current, created=False)
@@ -245,8 +246,15 @@ async def publish_revision(
     project: Project,
     environment: Environment,
     data: RevisionCreate,
+    kind: Literal["publish", "promote"] = "publish",
+    always: bool = False,
 ) -> Created:
-    """Publish prompt versions to an environment as its next revision (partials resolved)."""
+    """Publish prompt versions to an environment as its next revision (partials resolved).
+
+    An import replaying a revision history passes the ``kind`` the history recorded and
+    ``always``: each replayed revision is written even when it equals the current one, so the
+    numbers the import plan announced hold.
+    """
     ensure_active(project, f"project {project.slug!r}")
     ensure_active(environment, f"environment {environment.name!r}")
     served = {} if data.replace else await served_versions(session, environment)
@@ -279,12 +287,13 @@ async def publish_revision(
         principal,
         project=project,
         environment=environment,
-        kind="publish",
+        kind=kind,
         prompts=closure.prompts,
         dependencies=closure.dependencies,
         contents=closure.contents,
         version_ids=closure.version_ids,
         message=data.message,
+        always=always,
     )
 
 
