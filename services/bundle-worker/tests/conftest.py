@@ -1,1 +1,348 @@
-"""Bundle worker test fixtures."""
+"""Bundle-worker test fixtures: a migrated worker database per test (SQLite or Postgres, by
+ANVIL_TEST_DATABASE), the app with its lifespan, in-process clients, token factories, and —
+for end-to-end tests — a real registry served by uvicorn on a loopback port with its own
+migrated database, sharing the instance key set with the worker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from fastapi import FastAPI
+
+from anvil_bundle_worker.app import create_app, migrate_database
+from anvil_bundle_worker.auth import AUDIENCE, KIND_SCOPES
+from anvil_bundle_worker.settings import WorkerSettings
+from anvil_bundle_worker.state import WorkerState
+from anvil_common.db import create_engine
+from anvil_common.jwt import TokenIssuer
+from anvil_common.testing import TemplateDatabase, TestDatabase, snapshot_tables
+from anvil_wire import KeySet
+
+ISSUER = "http://registry.test"  # the registry's public URL: iss of every token
+WORKER_URL = "http://worker.test"
+UNREACHABLE = "http://127.0.0.1:9"  # the discard port: nothing listens
+
+Snapshot = Callable[[], Awaitable[dict[str, list[dict[str, Any]]]]]
+TokenFactory = Callable[..., str]
+
+
+@pytest.fixture(scope="session")
+def template_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TemplateDatabase]:
+    template = TemplateDatabase(
+        migrate_database, tmp_path_factory.mktemp("worker-db"), prefix="bundle_worker"
+    )
+    asyncio.run(template.setup())
+    yield template
+    asyncio.run(template.teardown())
+
+
+@pytest.fixture(scope="session")
+def keyset(tmp_path_factory: pytest.TempPathFactory) -> KeySet:
+    return KeySet.generate()
+
+
+@pytest.fixture(scope="session")
+def keyset_file(tmp_path_factory: pytest.TempPathFactory, keyset: KeySet) -> Path:
+    path = tmp_path_factory.mktemp("keys") / "instance.json"
+    keyset.save(path)
+    return path
+
+
+@pytest.fixture
+async def database(template_db: TemplateDatabase) -> TestDatabase:
+    return await template_db.fresh()
+
+
+@pytest.fixture
+def registry_url() -> str:
+    """Where the worker reaches the registry; end-to-end modules override it with a live one."""
+    return UNREACHABLE
+
+
+@pytest.fixture
+def settings_overrides() -> dict[str, Any]:
+    """Extra WorkerSettings for a module (override the fixture)."""
+    return {}
+
+
+@pytest.fixture
+def settings(
+    database: TestDatabase,
+    tmp_path: Path,
+    keyset_file: Path,
+    registry_url: str,
+    settings_overrides: dict[str, Any],
+) -> WorkerSettings:
+    values: dict[str, Any] = {
+        "database_url": database.url,
+        "database_schema": database.schema,
+        "data_dir": tmp_path / "data",
+        "keys_file": keyset_file,
+        "registry_url": registry_url,
+        "registry_public_url": ISSUER,
+        "public_url": WORKER_URL,
+        "log_json": False,
+        "registry_timeout_seconds": 10.0,
+        **settings_overrides,
+    }
+    return WorkerSettings(**values)
+
+
+@pytest.fixture
+async def app(settings: WorkerSettings) -> AsyncIterator[FastAPI]:
+    application = create_app(settings, retention=False)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+def state(app: FastAPI) -> WorkerState:
+    worker_state: WorkerState = app.state.bundle_worker
+    return worker_state
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url=WORKER_URL) as c:
+        yield c
+
+
+@pytest.fixture
+async def raw(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """Like ``client``, but an unhandled error comes back as the app's 500 instead of raising."""
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url=WORKER_URL) as c:
+        yield c
+
+
+@pytest.fixture
+def issuer(keyset: KeySet) -> TokenIssuer:
+    """Signs like the registry: the instance's active key, the registry's issuer."""
+    return TokenIssuer(keyset.active, issuer=ISSUER)
+
+
+@pytest.fixture
+def make_token(issuer: TokenIssuer) -> TokenFactory:
+    """``make_token(kind="operator", scopes=None (all of the kind), org="acme", ...)``."""
+
+    def factory(
+        kind: str = "operator",
+        *,
+        scopes: list[str] | None = None,
+        org: str | None = "acme",
+        project: str | None = None,
+        environment: str | None = None,
+        ttl: int = 3600,
+        audience: str | list[str] = AUDIENCE,
+        subject: str = "operator:tester",
+    ) -> str:
+        token, _ = issuer.issue(
+            subject=subject,
+            kind=kind,
+            audience=audience,
+            scopes=KIND_SCOPES[kind] if scopes is None else scopes,
+            ttl_seconds=ttl,
+            org=org,
+            project=project,
+            environment=environment,
+        )
+        return token
+
+    return factory
+
+
+@pytest.fixture
+def acme_headers(make_token: TokenFactory) -> dict[str, str]:
+    """An operator of organisation 'acme' with both bundle scopes."""
+    return {"Authorization": f"Bearer {make_token(scopes=['bundles:export', 'bundles:import'])}"}
+
+
+def _snapshotter(url: str, schema: str | None) -> Snapshot:
+    async def take() -> dict[str, list[dict[str, Any]]]:
+        engine = create_engine(url, schema=schema)
+        try:
+            return await snapshot_tables(engine)
+        finally:
+            await engine.dispose()
+
+    return take
+
+
+@pytest.fixture
+def snapshot(database: TestDatabase) -> Snapshot:
+    """``before = await snapshot()`` ... ``assert await snapshot() == before``: every worker table."""
+    return _snapshotter(database.url, database.schema)
+
+
+@contextlib.asynccontextmanager
+async def serve(app: FastAPI) -> AsyncIterator[str]:
+    """``app`` served by a real uvicorn on a loopback port (its lifespan is the caller's)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, lifespan="off", log_config=None, ws="none"))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started:  # noqa: ASYNC110 - uvicorn exposes only a flag
+        await asyncio.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        sock.close()
+
+
+@pytest.fixture
+async def live_worker(app: FastAPI) -> AsyncIterator[str]:
+    """The worker API served by a real uvicorn (streamed uploads, real HTTP)."""
+    async with serve(app) as url:
+        yield url
+
+
+# -- a real registry, for end-to-end tests ----------------------------------------------------------
+
+
+@dataclass
+class LiveRegistry:
+    url: str
+    app: FastAPI
+    client: httpx.AsyncClient
+    snapshot: Snapshot
+
+    @property
+    def state(self) -> Any:
+        return self.app.state.registry
+
+
+@pytest.fixture(scope="session")
+def registry_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TemplateDatabase]:
+    from anvil_registry.app import migrate_database as migrate_registry
+
+    template = TemplateDatabase(migrate_registry, tmp_path_factory.mktemp("registry-db"), prefix="registry")
+    asyncio.run(template.setup())
+    yield template
+    asyncio.run(template.teardown())
+
+
+@pytest.fixture
+async def live_registry(
+    registry_template: TemplateDatabase, keyset_file: Path, tmp_path: Path
+) -> AsyncIterator[LiveRegistry]:
+    """A real registry (its own migrated database) on a loopback port, sharing the key set."""
+    from anvil_registry.app import create_app as create_registry
+    from anvil_registry.settings import RegistrySettings
+
+    database = await registry_template.fresh()
+    registry_settings = RegistrySettings(
+        database_url=database.url,
+        database_schema=database.schema,
+        data_dir=tmp_path / "registry-data",
+        keys_file=keyset_file,
+        generate_keys=False,
+        public_url=ISSUER,
+        log_json=False,
+    )
+    application = create_registry(registry_settings)
+    async with (
+        application.router.lifespan_context(application),
+        serve(application) as url,
+        httpx.AsyncClient(base_url=url, timeout=30) as http,
+    ):
+        yield LiveRegistry(url, application, http, _snapshotter(database.url, database.schema))
+
+
+# -- driving the registry and the worker in end-to-end tests ---------------------------------------
+
+
+class Seeder:
+    """Writes test data into the live registry through its public API (as an instance admin)."""
+
+    def __init__(self, registry: LiveRegistry, token: str) -> None:
+        self.http = registry.client
+        self.headers = {"Authorization": f"Bearer {token}"}
+
+    async def _post(self, path: str, body: dict[str, Any], headers: dict[str, str] | None = None) -> Any:
+        r = await self.http.post(f"/v1{path}", json=body, headers={**self.headers, **(headers or {})})
+        assert r.status_code in (200, 201), f"POST {path}: {r.status_code} {r.text}"
+        return r.json()
+
+    async def org(self, slug: str, *projects: str) -> None:
+        await self._post("/orgs", {"slug": slug, "name": slug.title()})
+        for project in projects:
+            await self._post(f"/orgs/{slug}/projects", {"slug": project, "name": project.title()})
+
+    async def version(self, org: str, project: str, name: str, template: str, message: str = "") -> int:
+        """Add a version to prompt ``name`` (created on first use); its number."""
+        base = f"/orgs/{org}/projects/{project}/prompts"
+        found = await self.http.get(f"/v1{base}/{name}", headers=self.headers)
+        if found.status_code == 404:
+            await self._post(base, {"name": name})
+        variables = {v: None for v in re.findall(r"\{\{\s*([a-z_][a-z0-9_]*)\s*\}\}", template)}
+        body = {"content": {"template": template, "variables": variables}, "message": message}
+        created = await self._post(f"{base}/{name}/versions", body)
+        return int(created["number"])
+
+    async def prompt_set(self, org: str, project: str, name: str, prompts: list[str]) -> None:
+        await self._post(f"/orgs/{org}/projects/{project}/prompt-sets", {"name": name, "prompts": prompts})
+
+    async def environment(self, org: str, project: str, name: str) -> None:
+        await self._post(f"/orgs/{org}/projects/{project}/environments", {"name": name})
+
+    async def publish(self, org: str, project: str, environment: str, prompts: dict[str, Any]) -> int:
+        url = f"/v1/orgs/{org}/projects/{project}/environments/{environment}"
+        etag = (await self.http.get(url, headers=self.headers)).headers["etag"]
+        revision = await self._post(
+            url.removeprefix("/v1") + "/revisions", {"prompts": prompts}, headers={"If-Match": etag}
+        )
+        return int(revision["number"])
+
+    async def heads(self, org: str, project: str) -> dict[str, int]:
+        """Prompt name -> latest version number (every prompt of the project)."""
+        r = await self.http.get(
+            f"/v1/orgs/{org}/projects/{project}/prompts", params={"page_size": 500}, headers=self.headers
+        )
+        assert r.status_code == 200, r.text
+        return {p["name"]: p["latest_version"] for p in r.json()["items"]}
+
+    async def template(self, org: str, project: str, name: str, number: int) -> Any:
+        r = await self.http.get(
+            f"/v1/orgs/{org}/projects/{project}/prompts/{name}/versions/{number}", headers=self.headers
+        )
+        assert r.status_code == 200, r.text
+        return r.json()["content"]["template"]
+
+
+@pytest.fixture
+def seed(live_registry: LiveRegistry, make_token: TokenFactory) -> Seeder:
+    token = make_token(org=None, audience="anvil-registry", subject="operator:seeder")
+    return Seeder(live_registry, token)
+
+
+async def run_jobs(state: WorkerState, *, limit: int = 20) -> int:
+    """Run queued jobs with one in-process worker loop until none is runnable; how many ran."""
+    from anvil_bundle_worker.worker import Worker
+
+    worker = Worker(state, worker_id="test-worker")
+    ran = 0
+    while ran < limit and await worker.run_once():
+        ran += 1
+    return ran
+
+
+@pytest.fixture
+def work(state: WorkerState) -> Callable[[], Awaitable[int]]:
+    """``await work()``: run every runnable job now (a real worker loop, in process)."""
+    return lambda: run_jobs(state)

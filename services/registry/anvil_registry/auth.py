@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from anvil_common.jwt import Claims, TokenInvalid
 from anvil_common.problems import Forbidden, NotFound
+from anvil_common.scopes import KIND_SCOPES, SCOPES
 
 from .deps import state_of
 from .models import Token
@@ -21,43 +22,6 @@ from .state import RegistryState
 __all__ = ["AUDIENCE", "SCOPES", "KIND_SCOPES", "Principal", "require", "authenticate"]
 
 AUDIENCE = "anvil-registry"
-
-# The claims and scopes table lives in docs/api.md; keep the two in step.
-SCOPES = (
-    "orgs:admin",
-    "projects:read",
-    "projects:write",
-    "prompts:read",
-    "prompts:write",
-    "revisions:read",
-    "revisions:publish",
-    "config:read",
-    "events:read",
-    "audit:read",
-    "tokens:admin",
-    "peers:admin",
-    "bundles:export",
-    "bundles:import",
-    "fleet:read",
-)
-KIND_SCOPES: dict[str, frozenset[str]] = {
-    "operator": frozenset(SCOPES),
-    "service": frozenset(
-        {
-            "projects:read",
-            "prompts:read",
-            "revisions:read",
-            "revisions:publish",
-            "config:read",
-            "events:read",
-            "bundles:export",
-            "bundles:import",
-            "fleet:read",
-        }
-    ),
-    "client": frozenset({"config:read"}),
-    "peer": frozenset({"projects:read", "prompts:read", "bundles:export", "bundles:import"}),
-}
 
 
 @dataclass(frozen=True)

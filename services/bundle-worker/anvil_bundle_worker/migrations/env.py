@@ -1,0 +1,4 @@
+from anvil_bundle_worker.models import metadata
+from anvil_common.migrations import run_env
+
+run_env(metadata)
