@@ -1,4 +1,6 @@
-"""A typed httpx client over the registry's /v1 API (the OpenAPI at /openapi.json is the reference).
+"""Typed httpx clients over the Anvil /v1 APIs (the OpenAPI at /openapi.json is the reference):
+:class:`HttpClient` holds what every service shares, :class:`AnvilClient` speaks to the registry
+(``anvil_cli.worker.WorkerClient`` to the bundle worker).
 
 Every refusal becomes an :class:`ApiError` carrying the RFC 9457 problem's title, detail,
 status and type; network failures become a :class:`Failure`. With ``dry_run`` a mutating
@@ -8,10 +10,11 @@ request is built (headers and body exactly as they would be sent) and raised as
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
-from collections.abc import Iterator, Mapping
-from typing import Any
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, Self
 from urllib.parse import quote
 
 import httpx
@@ -21,7 +24,7 @@ from anvil_wire import is_prompt_name
 from . import __version__
 from .errors import ApiError, Failure, UsageProblem, one_line
 
-__all__ = ["JSON", "AnvilClient", "DryRun", "check_url", "is_loopback"]
+__all__ = ["JSON", "HttpClient", "AnvilClient", "DryRun", "check_url", "is_loopback", "problem_error"]
 
 JSON = dict[str, Any]
 MAX_PAGE_SIZE = 500
@@ -37,14 +40,14 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def check_url(url: str, *, allow_http: bool) -> str:
-    """The registry base URL, refusing plain http off loopback unless explicitly allowed."""
+def check_url(url: str, *, allow_http: bool, what: str = "registry URL") -> str:
+    """A base URL (``what`` names it in messages), refusing plain http off loopback unless allowed."""
     try:
         parsed = httpx.URL(url)
     except (httpx.InvalidURL, TypeError) as exc:
-        raise UsageProblem(f"invalid registry URL {url!r}: {exc}") from exc
+        raise UsageProblem(f"invalid {what} {url!r}: {exc}") from exc
     if parsed.scheme not in ("http", "https") or not parsed.host:
-        raise UsageProblem(f"registry URL must look like https://host[:port], not {url!r}")
+        raise UsageProblem(f"{what} must look like https://host[:port], not {url!r}")
     if parsed.scheme == "http" and not allow_http and not is_loopback(parsed.host):
         raise UsageProblem(f"refusing plain http to {parsed.host}: {HTTP_HINT}")
     return url.rstrip("/")
@@ -58,7 +61,7 @@ class DryRun(Exception):
         self.request = request
 
     def describe(self) -> JSON:
-        """Method, URL, headers (never the Authorization header) and body."""
+        """Method, URL, headers (never the Authorization header) and body (never a token)."""
         headers = {
             k: v for k, v in self.request.headers.items() if k.lower() not in ("authorization", "cookie")
         }
@@ -68,6 +71,8 @@ class DryRun(Exception):
                 body = json.loads(self.request.content)
             except ValueError:
                 body = self.request.content.decode("utf-8", "replace")
+        if isinstance(body, dict) and isinstance(body.get("token"), str):
+            body = {**body, "token": "(hidden)"}  # a peer's token is a secret too
         return {
             "dry_run": True,
             "method": self.request.method,
@@ -77,19 +82,31 @@ class DryRun(Exception):
         }
 
 
+def problem_error(body: Any, status: int) -> ApiError | None:
+    """The ApiError of an RFC 9457 problem object (a response body, or a job's recorded error)."""
+    if not isinstance(body, Mapping) or "title" not in body:
+        return None
+    try:
+        code = int(body.get("status") or status)
+    except (TypeError, ValueError):
+        code = status
+    return ApiError(
+        status=code,
+        title=str(body["title"]),
+        detail=str(body.get("detail") or ""),
+        type_=str(body.get("type") or "about:blank"),
+    )
+
+
 def _problem(response: httpx.Response) -> ApiError:
     status = response.status_code
     try:
         body = response.json()
     except ValueError:
         body = None
-    if isinstance(body, Mapping) and "title" in body:
-        return ApiError(
-            status=int(body.get("status") or status),
-            title=str(body["title"]),
-            detail=str(body.get("detail") or ""),
-            type_=str(body.get("type") or "about:blank"),
-        )
+    found = problem_error(body, status)
+    if found is not None:
+        return found
     return ApiError(
         status=status,
         title=response.reason_phrase or "HTTP error",
@@ -108,8 +125,10 @@ def _prompt(name: str) -> str:
     return name
 
 
-class AnvilClient:
-    """One registry, one token. Use as a context manager."""
+class HttpClient:
+    """One service, one token: requests, problems, dry runs. Use as a context manager."""
+
+    service = "registry"
 
     def __init__(
         self,
@@ -121,7 +140,7 @@ class AnvilClient:
         timeout: float = 30.0,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        self.base_url = check_url(url, allow_http=allow_http)
+        self.base_url = check_url(url, allow_http=allow_http, what=f"{self.service} URL")
         self.dry_run = dry_run
         self._http = httpx.Client(
             base_url=self.base_url,
@@ -135,13 +154,41 @@ class AnvilClient:
             follow_redirects=False,  # a redirect must never carry the token to another host
         )
 
-    def __enter__(self) -> AnvilClient:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._http.close()
 
     # -- plumbing ---------------------------------------------------------------------------
+
+    def _build(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None,
+        json: Any,
+        content: bytes | Iterable[bytes] | None,
+        headers: Mapping[str, str] | None,
+    ) -> httpx.Request:
+        query = {k: v for k, v in (params or {}).items() if v is not None}
+        request = self._http.build_request(
+            method, path, params=query, json=json, content=content, headers=headers
+        )
+        if self.dry_run and method not in ("GET", "HEAD"):
+            raise DryRun(request)
+        return request
+
+    def _unreachable(self, exc: httpx.HTTPError) -> Failure:
+        return Failure(f"cannot reach {self.base_url}: {exc or type(exc).__name__}")
+
+    def _check(self, path: str, response: httpx.Response) -> None:
+        if response.status_code >= 400:
+            raise _problem(response)
+        if response.is_redirect:
+            location = response.headers.get("location", "?")
+            raise Failure(f"the {self.service} redirected {path} to {location}; use that URL instead")
 
     def send(
         self,
@@ -150,23 +197,42 @@ class AnvilClient:
         *,
         params: Mapping[str, Any] | None = None,
         json: Any = None,
+        content: bytes | Iterable[bytes] | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> httpx.Response:
         """Send one request (or raise DryRun for a mutating one); refusals raise ApiError."""
-        query = {k: v for k, v in (params or {}).items() if v is not None}
-        request = self._http.build_request(method, path, params=query, json=json, headers=headers)
-        if self.dry_run and method not in ("GET", "HEAD"):
-            raise DryRun(request)
+        request = self._build(method, path, params=params, json=json, content=content, headers=headers)
         try:
             response = self._http.send(request)
         except httpx.HTTPError as exc:
-            raise Failure(f"cannot reach {self.base_url}: {exc or type(exc).__name__}") from exc
-        if response.status_code >= 400:
-            raise _problem(response)
-        if response.is_redirect:
-            location = response.headers.get("location", "?")
-            raise Failure(f"the registry redirected {path} to {location}; log in with that URL instead")
+            raise self._unreachable(exc) from exc
+        self._check(path, response)
         return response
+
+    @contextlib.contextmanager
+    def stream(
+        self, method: str, path: str, *, headers: Mapping[str, str] | None = None
+    ) -> Iterator[httpx.Response]:
+        """A response whose body is read in chunks (``iter_chunks``); refusals raise ApiError."""
+        request = self._build(method, path, params=None, json=None, content=None, headers=headers)
+        try:
+            response = self._http.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            raise self._unreachable(exc) from exc
+        try:
+            if response.status_code >= 400:
+                response.read()
+            self._check(path, response)
+            yield response
+        finally:
+            response.close()
+
+    def iter_chunks(self, response: httpx.Response, size: int = 256 * 1024) -> Iterator[bytes]:
+        """The body of a streamed response; a broken connection is a Failure."""
+        try:
+            yield from response.iter_bytes(size)
+        except httpx.HTTPError as exc:
+            raise self._unreachable(exc) from exc
 
     def json(self, method: str, path: str, **kwargs: Any) -> Any:
         response = self.send(method, path, **kwargs)
@@ -192,6 +258,12 @@ class AnvilClient:
             token = page.get("next_page_token")
             if not token or (limit is not None and seen >= limit):
                 return
+
+
+class AnvilClient(HttpClient):
+    """The registry's /v1 API."""
+
+    service = "registry"
 
     # -- paths ------------------------------------------------------------------------------
 

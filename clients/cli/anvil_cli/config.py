@@ -1,7 +1,9 @@
-"""Contexts: named (registry URL, token, default org/project) sets stored in one JSON file.
+"""Contexts: named (registry URL, bundle-worker URL, token, default org/project) sets stored in
+one JSON file.
 
 The file lives at ``$ANVIL_CONFIG`` (default ``~/.config/anvil/config.json``), mode 0600,
-replaced atomically. ``ANVIL_URL``, ``ANVIL_TOKEN`` and ``ANVIL_CONTEXT`` override it.
+replaced atomically. ``ANVIL_URL``, ``ANVIL_WORKER_URL``, ``ANVIL_TOKEN`` and ``ANVIL_CONTEXT``
+override it.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ __all__ = [
     "save_config",
     "resolve",
     "with_defaults",
+    "env_flag",
 ]
 
 DEFAULT_CONTEXT = "default"
@@ -32,13 +35,18 @@ DEFAULT_CONTEXT = "default"
 
 @dataclass(frozen=True)
 class Context:
-    """One stored context. ``allow_http`` records an explicit --insecure-http at login."""
+    """One stored context. ``allow_http`` records an explicit --insecure-http at login.
+
+    ``worker_url`` is the bundle worker's base URL (a second service, same token): never
+    derived from the registry's URL, only set with ``--worker-url`` or ``ANVIL_WORKER_URL``.
+    """
 
     url: str
     token: str
     org: str | None = None
     project: str | None = None
     allow_http: bool = False
+    worker_url: str | None = None
 
     def public(self, name: str, *, current: bool) -> dict[str, Any]:
         """What may be shown: everything but the token."""
@@ -46,6 +54,7 @@ class Context:
             "name": name,
             "current": current,
             "url": self.url,
+            "worker_url": self.worker_url,
             "org": self.org,
             "project": self.project,
             "allow_http": self.allow_http,
@@ -71,6 +80,8 @@ class Resolved:
     org: str | None
     project: str | None
     allow_http: bool
+    worker_url: str | None = None
+    worker_allow_http: bool = False
 
 
 def config_path() -> Path:
@@ -88,7 +99,10 @@ def _context(name: str, raw: Any) -> Context:
         or not isinstance(raw.get("token"), str)
     ):
         raise UsageProblem(f"context {name!r} in {config_path()} is malformed; run `anvil login` again")
-    known = {k: raw[k] for k in ("url", "token", "org", "project", "allow_http") if k in raw}
+    if raw.get("worker_url") is not None and not isinstance(raw["worker_url"], str):
+        raise UsageProblem(f"context {name!r} in {config_path()} is malformed; run `anvil login` again")
+    fields = ("url", "token", "org", "project", "allow_http", "worker_url")
+    known = {k: raw[k] for k in fields if k in raw}
     return Context(**known)
 
 
@@ -136,7 +150,7 @@ def _write_private(path: Path, data: str) -> None:
         raise
 
 
-def _env_flag(name: str) -> bool:
+def env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
@@ -147,6 +161,8 @@ def resolve(config: Config, context_name: str | None) -> Resolved:
     if name and stored is None and (context_name or os.environ.get("ANVIL_CONTEXT")):
         raise UsageProblem(f"no context named {name!r}; see `anvil context list`")
     url = os.environ.get("ANVIL_URL") or (stored.url if stored else None)
+    worker_url = os.environ.get("ANVIL_WORKER_URL") or (stored.worker_url if stored else None)
+    allow_http = env_flag("ANVIL_ALLOW_HTTP")
     return Resolved(
         name=name if stored else None,
         url=url,
@@ -154,13 +170,20 @@ def resolve(config: Config, context_name: str | None) -> Resolved:
         org=stored.org if stored else None,
         project=stored.project if stored else None,
         # A login's --insecure-http covers that context's URL only, not an ANVIL_URL override.
-        allow_http=_env_flag("ANVIL_ALLOW_HTTP") or bool(stored and stored.allow_http and stored.url == url),
+        allow_http=allow_http or bool(stored and stored.allow_http and stored.url == url),
+        worker_url=worker_url,
+        worker_allow_http=allow_http
+        or bool(stored and stored.allow_http and worker_url and stored.worker_url == worker_url),
     )
 
 
-def with_defaults(context: Context, *, org: str | None, project: str | None) -> Context:
-    """Set (or clear, with an empty string) a context's default org and project."""
+def with_defaults(
+    context: Context, *, org: str | None, project: str | None, worker_url: str | None = None
+) -> Context:
+    """Set (or clear, with an empty string) a context's default org and project and its worker URL."""
     changes: dict[str, Any] = {}
+    if worker_url is not None:
+        changes["worker_url"] = worker_url or None
     if org is not None:
         changes["org"] = org or None
     if project is not None:

@@ -11,7 +11,9 @@ from typer.core import TyperGroup
 
 from . import __version__
 from .client import DryRun
+from .commands.bundles import bundle_app, export, import_bundle
 from .commands.context import context_app, login
+from .commands.peers import peers_app, transfer
 from .commands.prompts import prompts_app
 from .commands.resources import envs_app, orgs_app, projects_app
 from .commands.revisions import config, diff, history, promote, publish, rollback
@@ -54,7 +56,7 @@ class AnvilGroup(TyperGroup):
 
 app = typer.Typer(
     cls=AnvilGroup,
-    help="Anvil command-line client: a thin layer over the registry's /v1 API.",
+    help="Anvil command-line client: a thin layer over the registry's and the bundle worker's /v1 APIs.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -106,3 +108,8 @@ app.command("diff")(diff)
 app.command("config")(config)
 app.add_typer(tokens_app, name="tokens")
 app.command("audit")(audit)
+app.command("export")(export)
+app.command("import")(import_bundle)
+app.add_typer(bundle_app, name="bundle")
+app.add_typer(peers_app, name="peers")
+app.command("transfer")(transfer)

@@ -13,6 +13,7 @@ from .client import AnvilClient
 from .config import Resolved, load_config, resolve
 from .errors import UsageProblem
 from .output import Output, Printer
+from .worker import WorkerClient
 
 __all__ = [
     "Globals",
@@ -102,6 +103,21 @@ class Run:
             raise UsageProblem("no token: run `anvil login --url URL --token TOKEN` or set ANVIL_TOKEN")
         allow_http = self.resolved.allow_http or self.globals.insecure_http
         return AnvilClient(url, token, allow_http=allow_http, dry_run=self.dry_run)
+
+    def worker(self, *, dry_run: bool | None = None) -> WorkerClient:
+        """The bundle worker (a second service), with the context's token."""
+        url, token = self.resolved.worker_url, self.resolved.token
+        if not url:
+            raise UsageProblem(
+                "no bundle-worker URL: run `anvil context set --worker-url URL` "
+                "(or pass --worker-url to `anvil login`), or set ANVIL_WORKER_URL"
+            )
+        if not token:
+            raise UsageProblem("no token: run `anvil login --url URL --token TOKEN` or set ANVIL_TOKEN")
+        allow_http = self.resolved.worker_allow_http or self.globals.insecure_http
+        return WorkerClient(
+            url, token, allow_http=allow_http, dry_run=self.dry_run if dry_run is None else dry_run
+        )
 
 
 def runner(

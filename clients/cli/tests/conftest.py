@@ -1,6 +1,10 @@
 """CLI test fixtures: a real registry process on a loopback port (one per test module) over a
 database migrated for the test (SQLite or Postgres, by ANVIL_TEST_DATABASE), and ``anvil``,
-which runs the CLI in-process with its own config file and no inherited ANVIL_* variables."""
+which runs the CLI in-process with its own config file and no inherited ANVIL_* variables.
+
+For the bundle commands, ``instance`` starts a whole Anvil instance (registry + bundle-worker API
++ worker loop as processes, ``tests/anvil_instances.py``) once per session, and ``worker_cli`` is
+``anvil`` logged in to it with an operator token the worker accepts and the worker's URL."""
 
 from __future__ import annotations
 
@@ -14,10 +18,11 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import httpx
 import pytest
+from anvil_instances import Instance
 from typer.testing import CliRunner, Result
 
 from anvil_cli.main import app
@@ -137,7 +142,7 @@ class Anvil:
         self.runner = CliRunner()
 
     def __call__(
-        self, *args: str, env: dict[str, str | None] | None = None, input: str | None = None
+        self, *args: str, env: dict[str, str | None] | None = None, input: str | IO[Any] | None = None
     ) -> Result:
         full_env: dict[str, str | None] = {k: None for k in os.environ if k.startswith("ANVIL_")}
         full_env.update(ANVIL_CONFIG=str(self.config), COLUMNS="200")
@@ -156,12 +161,41 @@ class Anvil:
 
 
 @pytest.fixture
-def anvil(tmp_path: Path) -> Anvil:
-    return Anvil(tmp_path / "anvil" / "config.json")
+def anvil(tmp_path_factory: pytest.TempPathFactory) -> Anvil:
+    # Outside tmp_path, so that a test's own files are all that tmp_path holds.
+    return Anvil(tmp_path_factory.mktemp("anvil-config") / "anvil" / "config.json")
 
 
 @pytest.fixture
 def logged_in(anvil: Anvil, registry: Registry) -> Anvil:
     """``anvil`` logged in to the registry as the instance administrator."""
     anvil.ok("login", "--url", registry.url, "--token", registry.admin_token)
+    return anvil
+
+
+@pytest.fixture(scope="session")
+def instance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Instance]:
+    """One whole instance (registry, worker API, worker loop) for the bundle and peer tests."""
+    with Instance.start(tmp_path_factory.mktemp("instance"), "cli") as started:
+        yield started
+
+
+@pytest.fixture(scope="session")
+def operator_token(instance: Instance) -> str:
+    """An instance-wide operator token; its default audiences include the bundle worker."""
+    return instance.issue_token(kind="operator", name="cli-tests")
+
+
+@pytest.fixture
+def worker_cli(anvil: Anvil, instance: Instance, operator_token: str) -> Anvil:
+    """``anvil`` logged in to the instance, with its bundle worker's URL in the context."""
+    anvil.ok(
+        "login",
+        "--url",
+        instance.registry_url,
+        "--token",
+        operator_token,
+        "--worker-url",
+        instance.worker_url,
+    )
     return anvil

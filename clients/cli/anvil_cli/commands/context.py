@@ -17,7 +17,8 @@ from ..runtime import OrgOpt, OutputOpt, ProjectOpt, globals_of, runner, token_c
 __all__ = ["context_app", "login"]
 
 context_app = typer.Typer(
-    help="Named registry contexts (URL, token, default org and project).", no_args_is_help=True
+    help="Named contexts (registry URL, bundle-worker URL, token, default org and project).",
+    no_args_is_help=True,
 )
 NameArg = Annotated[str | None, typer.Argument(help="Context name (default: the current one).")]
 
@@ -44,6 +45,10 @@ def login(
     ] = None,
     org: OrgOpt = None,
     project: ProjectOpt = None,
+    worker_url: Annotated[
+        str | None,
+        typer.Option("--worker-url", help="The bundle worker's base URL (for export, import, peers)."),
+    ] = None,
     insecure_http: Annotated[
         bool, typer.Option("--insecure-http", help="Allow plain http to a non-loopback host (development).")
     ] = False,
@@ -60,6 +65,7 @@ def login(
     if not token.strip():
         raise UsageProblem("the token is empty")
     base = check_url(url, allow_http=allow_http)
+    worker = check_url(worker_url, allow_http=allow_http, what="bundle-worker URL") if worker_url else None
     if verify:
         with AnvilClient(base, token, allow_http=allow_http) as client:
             client.json("GET", "/v1/orgs", params={"page_size": 1})
@@ -68,8 +74,13 @@ def login(
     previous = config.contexts.get(name)
     entry = Context(url=base, token=token.strip(), allow_http=allow_http)
     if previous is not None and previous.url == base:
-        entry = with_defaults(entry, org=previous.org or "", project=previous.project or "")
-    config.contexts[name] = with_defaults(entry, org=org, project=project)
+        entry = with_defaults(
+            entry,
+            org=previous.org or "",
+            project=previous.project or "",
+            worker_url=previous.worker_url or "",
+        )
+    config.contexts[name] = with_defaults(entry, org=org, project=project, worker_url=worker)
     config.current = name
     path = save_config(config)
     printer = Printer(output or g.output)
@@ -92,6 +103,7 @@ def list_contexts(ctx: typer.Context, output: OutputOpt = None) -> None:
         ("", lambda i: "*" if i["current"] else ""),
         ("NAME", "name"),
         ("URL", "url"),
+        ("WORKER", "worker_url"),
         ("ORG", "org"),
         ("PROJECT", "project"),
     ]
@@ -121,6 +133,7 @@ def show_context(ctx: typer.Context, name: NameArg = None, output: OutputOpt = N
     data: dict[str, Any] = {
         "name": r.name,
         "url": r.url,
+        "worker_url": r.worker_url,
         "org": r.org,
         "project": r.project,
         "allow_http": r.allow_http,
@@ -134,20 +147,33 @@ def show_context(ctx: typer.Context, name: NameArg = None, output: OutputOpt = N
 
 @context_app.command("set")
 def set_context(
-    ctx: typer.Context, name: NameArg = None, org: OrgOpt = None, project: ProjectOpt = None
+    ctx: typer.Context,
+    name: NameArg = None,
+    org: OrgOpt = None,
+    project: ProjectOpt = None,
+    worker_url: Annotated[
+        str | None, typer.Option("--worker-url", help="The bundle worker's base URL ('' clears it).")
+    ] = None,
 ) -> None:
-    """Set a context's default --org and --project (an empty value clears it)."""
+    """Set a context's default --org and --project and its bundle-worker URL (an empty value clears it)."""
+    g = globals_of(ctx)
     config = load_config()
-    target = name or globals_of(ctx).context or config.current
+    target = name or g.context or config.current
     if not target or target not in config.contexts:
         raise UsageProblem("no such context; run `anvil login` first or see `anvil context list`")
-    if org is None and project is None:
-        raise UsageProblem("nothing to set: pass --org and/or --project")
-    config.contexts[target] = with_defaults(config.contexts[target], org=org, project=project)
+    if org is None and project is None and worker_url is None:
+        raise UsageProblem("nothing to set: pass --org, --project and/or --worker-url")
+    current = config.contexts[target]
+    if worker_url:
+        worker_url = check_url(
+            worker_url, allow_http=current.allow_http or g.insecure_http, what="bundle-worker URL"
+        )
+    config.contexts[target] = with_defaults(current, org=org, project=project, worker_url=worker_url)
     save_config(config)
     stored = config.contexts[target]
-    Printer(globals_of(ctx).output).note(
-        f"context {target!r}: org {stored.org or '-'}, project {stored.project or '-'}"
+    Printer(g.output).note(
+        f"context {target!r}: org {stored.org or '-'}, project {stored.project or '-'}, "
+        f"worker {stored.worker_url or '-'}"
     )
 
 
