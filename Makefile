@@ -8,7 +8,7 @@ MEMBERS := libs/anvil_wire libs/anvil_common services/registry services/bundle-w
 PYPROJECTS := $(addsuffix /pyproject.toml,$(MEMBERS))
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test test-sqlite test-postgres lint fmt migrate bench bench-registry clean
+.PHONY: help venv run run-worker test test-sqlite test-postgres lint fmt migrate bench bench-registry bench-bundles clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -25,8 +25,14 @@ venv: $(STAMP) ## Create or update the development environment
 run: $(STAMP) ## Run the registry on the embedded SQLite default, seeded with a demo project
 	$(PY) -m anvil_registry run --seed-demo
 
-migrate: $(STAMP) ## Apply the registry's migrations to ANVIL_REGISTRY_DATABASE_URL (or the default)
+run-worker: $(STAMP) ## Run the bundle worker (API on :8010 + one job loop) beside `make run`'s registry
+	$(PY) -m anvil_bundle_worker migrate
+	@$(PY) -m anvil_bundle_worker work & worker=$$!; trap 'kill $$worker 2>/dev/null; wait $$worker' EXIT INT TERM; \
+	$(PY) -m anvil_bundle_worker api
+
+migrate: $(STAMP) ## Apply the registry's and the bundle worker's migrations (each to its own database/schema)
 	$(PY) -m anvil_registry migrate
+	$(PY) -m anvil_bundle_worker migrate
 
 test: $(STAMP) ## Every suite on SQLite, then on Postgres (required when CI=true)
 	$(PY) scripts/run_tests.py
@@ -46,10 +52,13 @@ fmt: $(STAMP) ## Format and autofix
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: bench-registry ## All benchmarks (ratios against baselines measured in the same run)
+bench: bench-registry bench-bundles ## All benchmarks (ratios against baselines measured in the same run)
 
 bench-registry: $(STAMP) ## Registry benchmarks
 	$(PY) bench/registry_bench.py
+
+bench-bundles: $(STAMP) ## Bundle export/import benchmarks (Postgres at 127.0.0.1:5432)
+	$(PY) bench/bundle_bench.py
 
 clean: ## Remove the environment and local data
 	rm -rf $(VENV) .anvil .pytest_cache .mypy_cache .ruff_cache

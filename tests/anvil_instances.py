@@ -1,0 +1,207 @@
+"""Whole Anvil instances for cross-service tests: a registry, a bundle-worker API and a worker
+loop, each a real process on its own loopback port, with the instance's own database (a SQLite
+data directory, or a Postgres database created for it and dropped afterwards) and its own
+signing keys.
+
+    with Instance.start(tmp_path / "a", "a") as a, Instance.start(tmp_path / "b", "b") as b:
+        a.registry.post("/v1/orgs", json=...)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from anvil_common.testing import backend, postgres_url
+
+__all__ = ["Instance", "free_port"]
+
+STARTUP_SECONDS = 60.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _asyncpg_dsn(url: str) -> str:
+    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+def _admin_sql(statement: str) -> None:
+    import asyncpg
+
+    async def run() -> None:
+        conn = await asyncpg.connect(_asyncpg_dsn(postgres_url()))
+        try:
+            await conn.execute(statement)
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+
+
+def _database_url_named(name: str) -> str:
+    base, _, _ = postgres_url().rpartition("/")
+    return f"{base}/{name}"
+
+
+@dataclass
+class _Process:
+    name: str
+    popen: subprocess.Popen[bytes]
+    log: Path
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+
+    def tail(self, lines: int = 40) -> str:
+        with contextlib.suppress(OSError):
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        return ""
+
+
+@dataclass
+class Instance:
+    """One Anvil instance: registry + bundle-worker API + one worker loop, as real processes."""
+
+    name: str
+    root: Path
+    registry_port: int = field(default_factory=free_port)
+    worker_port: int = field(default_factory=free_port)
+    database: str | None = None  # the Postgres database made for this instance
+    admin_token: str = ""  # the registry's bootstrap token (audience anvil-registry only)
+    operator_token: str = ""  # instance-wide operator token for the registry and the worker
+    processes: list[_Process] = field(default_factory=list)
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def registry_url(self) -> str:
+        return f"http://127.0.0.1:{self.registry_port}"
+
+    @property
+    def worker_url(self) -> str:
+        return f"http://127.0.0.1:{self.worker_port}"
+
+    @property
+    def keys_file(self) -> Path:
+        return self.root / "registry" / "keys" / "instance.json"
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ANVIL_")}
+        env.update(
+            {
+                "ANVIL_REGISTRY_DATA_DIR": str(self.root / "registry"),
+                "ANVIL_REGISTRY_PORT": str(self.registry_port),
+                "ANVIL_REGISTRY_PUBLIC_URL": self.registry_url,
+                "ANVIL_BUNDLE_WORKER_DATA_DIR": str(self.root / "worker"),
+                "ANVIL_BUNDLE_WORKER_PORT": str(self.worker_port),
+                "ANVIL_BUNDLE_WORKER_PUBLIC_URL": self.worker_url,
+                "ANVIL_BUNDLE_WORKER_REGISTRY_URL": self.registry_url,
+                "ANVIL_BUNDLE_WORKER_KEYS_FILE": str(self.keys_file),
+                "ANVIL_BUNDLE_WORKER_POLL_SECONDS": "0.1",
+                "ANVIL_BUNDLE_WORKER_ALLOW_INSECURE_PEERS": "true",
+                "ANVIL_LOG_JSON": "false",
+            }
+        )
+        if self.database is not None:
+            env["ANVIL_DATABASE_URL"] = _database_url_named(self.database)
+        env.update(self.extra_env)
+        return env
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    @classmethod
+    @contextlib.contextmanager
+    def start(cls, root: Path, name: str, **extra_env: str) -> Iterator[Instance]:
+        instance = cls(name=name, root=root, extra_env=extra_env)
+        root.mkdir(parents=True, exist_ok=True)
+        if backend() == "postgres":
+            instance.database = f"anvil_{name}_{uuid.uuid4().hex[:8]}"
+            _admin_sql(f'CREATE DATABASE "{instance.database}"')
+        try:
+            instance._boot()
+            yield instance
+        finally:
+            for process in reversed(instance.processes):
+                process.stop()
+            if instance.database is not None:
+                _admin_sql(f'DROP DATABASE IF EXISTS "{instance.database}" WITH (FORCE)')
+
+    def _command(self, *args: str) -> str:
+        result = subprocess.run(
+            [sys.executable, *args], env=self.env(), capture_output=True, text=True, timeout=120, check=False
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"{self.name}: {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+        return result.stdout
+
+    def _spawn(self, name: str, *args: str) -> _Process:
+        log = self.root / f"{name}.log"
+        with log.open("wb") as out:
+            popen = subprocess.Popen(
+                [sys.executable, *args], env=self.env(), stdout=out, stderr=subprocess.STDOUT
+            )
+        process = _Process(name, popen, log)
+        self.processes.append(process)
+        return process
+
+    def _wait_ready(self, process: _Process, url: str) -> None:
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while time.monotonic() < deadline:
+            if process.popen.poll() is not None:
+                raise RuntimeError(f"{self.name}/{process.name} exited:\n{process.tail()}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    return
+            time.sleep(0.1)
+        raise RuntimeError(
+            f"{self.name}/{process.name} not ready after {STARTUP_SECONDS}s:\n{process.tail()}"
+        )
+
+    def _boot(self) -> None:
+        self._command("-m", "anvil_registry", "migrate")
+        self.admin_token = self._command("-m", "anvil_registry", "issue-admin-token").strip().splitlines()[-1]
+        registry = self._spawn("registry", "-m", "anvil_registry", "serve")
+        self._command("-m", "anvil_bundle_worker", "migrate")
+        worker_api = self._spawn("worker-api", "-m", "anvil_bundle_worker", "api")
+        self._spawn("worker", "-m", "anvil_bundle_worker", "work")
+        self._wait_ready(registry, self.registry_url)
+        self._wait_ready(worker_api, self.worker_url)
+        self.operator_token = self.issue_token(
+            kind="operator", name=f"harness-{self.name}", audience=["anvil-registry", "anvil-bundle-worker"]
+        )
+
+    # -- clients -----------------------------------------------------------------------------
+
+    def client(self, service: str, token: str | None = None) -> httpx.Client:
+        base = self.registry_url if service == "registry" else self.worker_url
+        default = self.admin_token if service == "registry" else self.operator_token
+        headers = {"Authorization": f"Bearer {token or default}"}
+        return httpx.Client(base_url=base, headers=headers, timeout=60)
+
+    def issue_token(self, **body: Any) -> str:
+        with self.client("registry") as registry:
+            response = registry.post("/v1/tokens", json=body)
+            response.raise_for_status()
+            return str(response.json()["token"])
