@@ -2,22 +2,37 @@
 
 An export of thousands of versions must not issue a query per version: prompts are loaded by
 the hundred, each with the light rows of its whole version line (number, digest, message: the
-ancestors need every digest), and contents only for the versions the bundle carries.
+ancestors need every digest), and contents only for the versions the bundle carries. Prompts
+are read as plain rows of the columns an export needs, not as ORM objects (whose identity map
+and instrumentation cost more than the query on a large export), and contents as the JSON text
+the database holds: the snapshot passes it on as it is, and only a text that may hold a
+partial reference is parsed (to pin it).
 """
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import Select, Text, cast, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..models import Organisation, Project, Prompt, PromptVersion
 
-__all__ = ["CHUNK", "chunks", "VersionMeta", "Line", "Catalog"]
+__all__ = [
+    "CHUNK",
+    "chunks",
+    "PROMPT_COLUMNS",
+    "select_prompts",
+    "PromptRow",
+    "VersionMeta",
+    "Line",
+    "Catalog",
+]
 
 # Bounded IN lists: SQLite and asyncpg cap the parameters of one statement (32766 / 32767).
 CHUNK = 1000
@@ -36,7 +51,34 @@ def chunks(items: Iterable[T], size: int = CHUNK) -> Iterator[list[T]]:
         yield batch
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
+class PromptRow:
+    """What an export reads of a prompt (the columns of :data:`PROMPT_COLUMNS`, in that order)."""
+
+    id: uuid.UUID
+    project_id: uuid.UUID
+    name: str
+    description: str
+    latest_version: int
+    archived_at: datetime | None
+
+
+PROMPT_COLUMNS = (
+    Prompt.id,
+    Prompt.project_id,
+    Prompt.name,
+    Prompt.description,
+    Prompt.latest_version,
+    Prompt.archived_at,
+)
+
+
+def select_prompts() -> Select[uuid.UUID, uuid.UUID, str, str, int, datetime | None]:
+    """``SELECT`` of :data:`PROMPT_COLUMNS`; each result row makes a :class:`PromptRow`."""
+    return select(*PROMPT_COLUMNS)
+
+
+@dataclass(frozen=True, slots=True)
 class VersionMeta:
     id: uuid.UUID
     number: int
@@ -48,7 +90,7 @@ class VersionMeta:
 class Line:
     """A prompt with the light rows of every one of its versions, by number."""
 
-    prompt: Prompt
+    prompt: PromptRow
     project: Project
     versions: dict[int, VersionMeta] = field(default_factory=dict)
 
@@ -67,7 +109,7 @@ class Catalog:
         self._project_ids = {p.id: p for p in projects}
         self.lines: dict[uuid.UUID, Line] = {}
         self._by_name: dict[tuple[uuid.UUID, str], Line | None] = {}
-        self.contents: dict[uuid.UUID, dict[str, Any]] = {}
+        self.contents: dict[uuid.UUID, str] = {}  # version id -> its content, as stored JSON text
 
     @classmethod
     async def load(cls, session: AsyncSession, org: Organisation) -> Catalog:
@@ -79,11 +121,13 @@ class Catalog:
         """The prompt ``name`` of ``project``, if :meth:`find` loaded it."""
         return self._by_name.get((project.id, name))
 
-    async def add_prompts(self, rows: Iterable[Prompt]) -> list[Line]:
-        """Register prompt rows and load their version lines (one query per chunk of prompts)."""
+    async def add_prompts(self, rows: Iterable[Any]) -> list[Line]:
+        """Register prompt rows (result rows of :func:`select_prompts`) and load their version
+        lines (one query per chunk of prompts)."""
         result: list[Line] = []
         fresh: list[Line] = []
-        for prompt in rows:
+        for row in rows:
+            prompt = PromptRow(*row)
             line = self.lines.get(prompt.id)
             if line is None:
                 line = Line(prompt, self._project_ids[prompt.project_id])
@@ -110,10 +154,10 @@ class Catalog:
         if not missing:
             return
         project_ids = sorted({pid for pid, _ in missing})
-        found: list[Prompt] = []
+        found: list[Any] = []
         for batch in chunks(sorted({name for _, name in missing})):
-            stmt = select(Prompt).where(Prompt.project_id.in_(project_ids), Prompt.name.in_(batch))
-            found.extend(await self.session.scalars(stmt))
+            stmt = select_prompts().where(Prompt.project_id.in_(project_ids), Prompt.name.in_(batch))
+            found.extend(await self.session.execute(stmt))
         wanted = set(missing)
         await self.add_prompts(p for p in found if (p.project_id, p.name) in wanted)
         for pair in missing:
@@ -123,12 +167,25 @@ class Catalog:
         """Load the prompts with these ids (those not loaded yet)."""
         missing = sorted({pid for pid in prompt_ids if pid not in self.lines})
         for batch in chunks(missing):
-            await self.add_prompts(await self.session.scalars(select(Prompt).where(Prompt.id.in_(batch))))
+            await self.add_prompts(await self.session.execute(select_prompts().where(Prompt.id.in_(batch))))
 
     async def load_contents(self, version_ids: Iterable[uuid.UUID]) -> None:
-        """Fetch the contents of these versions (those not fetched yet)."""
+        """Fetch the contents of these versions (those not fetched yet), as JSON text."""
         missing = sorted({vid for vid in version_ids if vid not in self.contents})
         for batch in chunks(missing):
-            stmt = select(PromptVersion.id, PromptVersion.content).where(PromptVersion.id.in_(batch))
-            for row in await self.session.execute(stmt):
-                self.contents[row.id] = row.content
+            # The stored text, undecoded (Postgres prints jsonb, SQLite keeps what was written):
+            # valid JSON of the content either way.
+            text = cast(PromptVersion.content, Text)
+            stmt = select(PromptVersion.id, text).where(PromptVersion.id.in_(batch))
+            for version_id, content in await self.session.execute(stmt):
+                self.contents[version_id] = content
+
+    def may_refer(self, version_id: uuid.UUID) -> bool:
+        """False when the content's text cannot hold a ``{{> partial}}`` (no ``>``, even escaped)."""
+        text = self.contents[version_id]
+        return ">" in text or "\\u" in text
+
+    def content(self, version_id: uuid.UUID) -> dict[str, Any]:
+        """The content of a loaded version, parsed."""
+        value: dict[str, Any] = json.loads(self.contents[version_id])
+        return value

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -25,10 +26,18 @@ from ..prompts.errors import UnresolvedPartial
 from ..revisions.resolve import served_versions
 from .catalog import Catalog, Line, chunks
 
-__all__ = ["Pin", "pin_references"]
+__all__ = ["Pin", "pin_references", "partial_references"]
 
 # (prompt id, version number): one version of one prompt line.
 Ref = tuple[uuid.UUID, int]
+
+
+def partial_references(content: dict[str, Any]) -> list[PartialRef]:
+    """``template_references`` of a content in normal form, without parsing a template that
+    cannot hold a ``{{> partial}}`` (one without any ``>``): most templates have none."""
+    template = content["template"]
+    texts = [template] if isinstance(template, str) else [m["content"] for m in template]
+    return template_references(content) if any(">" in text for text in texts) else []
 
 
 @dataclass(frozen=True)
@@ -130,7 +139,8 @@ class _Pinner:
             refs = [
                 (lines[pid], n, ref)
                 for pid, n in frontier
-                for ref in template_references(self.catalog.contents[lines[pid].versions[n].id])
+                if self.catalog.may_refer(version_id := lines[pid].versions[n].id)
+                for ref in partial_references(self.catalog.content(version_id))
             ]
             projects = [(self._project(line, n, ref), ref) for line, n, ref in refs]
             await self.catalog.find((project.id, ref.name) for project, ref in projects)

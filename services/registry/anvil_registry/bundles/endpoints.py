@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
 from sqlalchemy.ext.asyncio import AsyncSession
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from ..auth import Principal, require
 from ..deps import Session, State
@@ -45,12 +45,12 @@ async def _consistent_read(state: RegistryState) -> AsyncIterator[AsyncSession]:
 
 
 @router.post("/orgs/{org}/snapshot", operation_id="read_snapshot")
-async def read_snapshot(org: str, data: SnapshotCreate, state: State, principal: Exporter) -> JSONResponse:
+async def read_snapshot(org: str, data: SnapshotCreate, state: State, principal: Exporter) -> Response:
     """What an export carries: the manifest members of docs/bundle-format.md section 4 and every content."""
     async with _consistent_read(state) as session:
         organisation = await get_org(session, principal, org)
         body = await snapshot(session, principal, org=organisation, data=data)
-    return JSONResponse(body)
+    return Response(body.to_bytes(), media_type="application/json")
 
 
 @router.post("/orgs/{org}/import-state", operation_id="read_import_state")

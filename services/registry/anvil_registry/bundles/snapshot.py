@@ -2,11 +2,14 @@
 (selection, options, organisation, projects, dependencies) plus the contents they name.
 
 Everything is sorted as the format says, never in database order, so the same state always
-gives the same snapshot (and the bundle worker the same bundle digest).
+gives the same snapshot (and the bundle worker the same bundle digest). Contents travel as the
+JSON text the database holds, spliced into the answer without being decoded and encoded again
+(the bundle worker parses them, and checks each against its digest).
 """
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,13 +22,13 @@ from anvil_common.problems import NotFound
 from ..auth import Principal
 from ..lookup import Archived
 from ..models import Organisation, Project, Prompt, PromptSet
-from .catalog import Catalog, Line
+from .catalog import Catalog, Line, select_prompts
 from .closure import Pin, pin_references
 from .environments import ExportedEnvironment, load_environments
 from .errors import PromptWithoutVersions
 from .schemas import Selection, SnapshotCreate, split_prompt_key
 
-__all__ = ["read_snapshot"]
+__all__ = ["Snapshot", "read_snapshot"]
 
 
 @dataclass
@@ -55,10 +58,10 @@ async def _sets(session: AsyncSession, projects: list[Project]) -> list[PromptSe
 async def _whole_projects(
     session: AsyncSession, catalog: Catalog, projects: list[Project], *, archived_prompts: bool
 ) -> _Chosen:
-    stmt = select(Prompt).where(Prompt.project_id.in_([p.id for p in projects]))
+    stmt = select_prompts().where(Prompt.project_id.in_([p.id for p in projects]))
     if not archived_prompts:
         stmt = stmt.where(Prompt.archived_at.is_(None))
-    lines = await catalog.add_prompts(await session.scalars(stmt))
+    lines = await catalog.add_prompts(await session.execute(stmt))
     # A prompt without versions has nothing to carry (a bundle lists at least one version each).
     lines = [line for line in lines if line.versions]
     return _Chosen(projects, lines, await _sets(session, projects))
@@ -193,14 +196,28 @@ def _projects_json(
     return sorted(result, key=lambda p: p["slug"])
 
 
-def _contents(catalog: Catalog, wanted: dict[uuid.UUID, set[int]]) -> dict[str, dict[str, Any]]:
-    contents: dict[str, dict[str, Any]] = {}
+def _contents(catalog: Catalog, wanted: dict[uuid.UUID, set[int]]) -> list[tuple[str, str]]:
+    contents: dict[str, str] = {}
     for prompt_id, numbers in wanted.items():
         line = catalog.lines[prompt_id]
         for n in numbers:
             meta = line.versions[n]
             contents[meta.digest] = catalog.contents[meta.id]
-    return dict(sorted(contents.items()))
+    return sorted(contents.items())
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The manifest members of an export and its contents (digest, stored JSON text), sorted."""
+
+    members: dict[str, Any]
+    contents: list[tuple[str, str]]
+
+    def to_bytes(self) -> bytes:
+        """The JSON answer: the members, then ``contents`` mapping each digest to its content."""
+        head = json.dumps(self.members, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        body = ",".join(f"{json.dumps(digest)}:{text}" for digest, text in self.contents)
+        return f'{head[:-1]},"contents":{{{body}}}}}'.encode()
 
 
 def _dependencies(pins: list[Pin]) -> list[dict[str, Any]]:
@@ -210,7 +227,7 @@ def _dependencies(pins: list[Pin]) -> list[dict[str, Any]]:
 
 async def read_snapshot(
     session: AsyncSession, principal: Principal, *, org: Organisation, data: SnapshotCreate
-) -> dict[str, Any]:
+) -> Snapshot:
     """The manifest members and contents of an export of ``org`` (docs/bundle-format.md section 4)."""
     catalog = await Catalog.load(session, org)
     chosen = await _choose(session, catalog, principal, data.selection)
@@ -225,7 +242,7 @@ async def read_snapshot(
                     every = set(catalog.lines[prompt_id].versions) if full else set()
                     wanted.setdefault(prompt_id, every).add(number)
     pins = await pin_references(session, catalog, principal, wanted, full=full)
-    return {
+    members = {
         "selection": data.selection.model_dump(),
         "options": {"history": data.history, "environments": data.environments},
         "organisation": {"slug": org.slug, "name": org.name},
@@ -233,5 +250,5 @@ async def read_snapshot(
             catalog, chosen, wanted, environments, everything=data.selection.kind == "organisation"
         ),
         "dependencies": _dependencies(pins),
-        "contents": _contents(catalog, wanted),
     }
+    return Snapshot(members, _contents(catalog, wanted))

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from anvil_wire import PartialRef, sha256_digest, template_references
+from anvil_wire import sha256_digest
 from anvil_wire.bundles.fastjson import canonical_bytes
 from anvil_wire.prompts import PromptFormatError, normalize_content
 
@@ -23,6 +23,7 @@ from ..models import ConfigRevision, Environment, Project, Prompt, PromptVersion
 from ..prompt_sets.errors import UnknownPrompt
 from ..prompts.errors import CyclicReference, InvalidPrompt, PromptTooLarge, UnresolvedPartial
 from .catalog import chunks
+from .closure import partial_references
 from .errors import DigestMismatch, InvalidImport
 from .schemas import EnvironmentImport, ImportCreate, PromptImport, PromptSetImport, RevisionImport
 from .target import Key, Target
@@ -188,13 +189,6 @@ class _Known:
             self.prompts.setdefault(key, None)
 
 
-def _references(content: dict[str, Any]) -> list[PartialRef]:
-    """``template_references``, skipping the parse when no text could hold a ``{{> partial}}``."""
-    template = content["template"]
-    texts = [template] if isinstance(template, str) else [m["content"] for m in template]
-    return template_references(content) if any(">" in text for text in texts) else []
-
-
 async def _check_references(known: _Known, principal: Principal, data: ImportCreate, work: Work) -> None:
     """The rules of version creation (prompts/references.py), for every new version at once."""
     created = {p.slug for p in data.projects}
@@ -202,7 +196,7 @@ async def _check_references(known: _Known, principal: Principal, data: ImportCre
     found = [
         (v, ref, ref.project or v.project)
         for v in work.versions
-        for ref in _references(work.contents[v.digest])
+        for ref in partial_references(work.contents[v.digest])
     ]
     # A project-limited token cannot reach other projects: for it they do not exist.
     await known.load((slug, ref.name) for _, ref, slug in found if limit is None or slug == limit)
