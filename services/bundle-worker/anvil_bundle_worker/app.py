@@ -22,6 +22,7 @@ from anvil_wire import KeySet
 from . import __version__
 from .auth import AUDIENCE
 from .registry_client import RegistryClient
+from .revocations import RevocationCache
 from .routers import RAW_BODY_PREFIXES, ROUTERS
 from .settings import WorkerSettings
 from .state import WorkerState
@@ -63,6 +64,7 @@ def load_keyset(settings: WorkerSettings) -> KeySet:
 
 def build_state(settings: WorkerSettings) -> WorkerState:
     keyset = load_keyset(settings)
+    issuer = TokenIssuer(keyset.active, issuer=settings.issuer)
     return WorkerState(
         settings=settings,
         db=Database(
@@ -74,7 +76,7 @@ def build_state(settings: WorkerSettings) -> WorkerState:
         verifier=TokenVerifier(keyset.public_jwks(), issuer=settings.issuer, audience=AUDIENCE),
         registry=RegistryClient(
             settings.registry_url,
-            issuer=TokenIssuer(keyset.active, issuer=settings.issuer),
+            issuer=issuer,
             token_seconds=settings.service_token_seconds,
             timeout=settings.registry_timeout_seconds,
         ),
@@ -82,10 +84,18 @@ def build_state(settings: WorkerSettings) -> WorkerState:
         trust=own_trust(keyset, settings.issuer),
         metrics=Metrics("bundle-worker"),
         alembic=worker_alembic_config(),
+        revocations=RevocationCache(
+            settings.registry_url,
+            issuer=issuer,
+            refresh_seconds=settings.revocation_refresh_seconds,
+            token_seconds=settings.service_token_seconds,
+            timeout=settings.registry_timeout_seconds,
+        ),
     )
 
 
 async def close_state(state: WorkerState) -> None:
+    await state.revocations.aclose()
     await state.registry.aclose()
     await state.db.dispose()
 

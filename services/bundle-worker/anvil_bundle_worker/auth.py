@@ -1,4 +1,5 @@
-"""Who is calling: bearer JWTs issued by the registry, verified with the instance key set."""
+"""Who is calling: bearer JWTs issued by the registry, verified with the instance key set,
+refused once the registry has revoked them (revocations.py)."""
 
 from __future__ import annotations
 
@@ -71,7 +72,11 @@ async def authenticate(request: Request) -> Principal:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise TokenInvalid("Authorization must be 'Bearer <token>'")
-    claims = state_of(request).verifier.verify(token.strip())
+    state = state_of(request)
+    claims = state.verifier.verify(token.strip())
+    # Revoked in the registry (DELETE /v1/tokens/{jti}): refused within revocation_refresh_seconds.
+    if await state.revocations.is_revoked(claims.jti):
+        raise TokenInvalid("token has been revoked")
     if not claims.scopes <= KIND_SCOPES[claims.kind]:
         raise TokenInvalid("token carries scopes its kind may not hold")
     return Principal(claims)

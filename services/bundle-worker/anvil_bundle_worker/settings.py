@@ -61,6 +61,13 @@ class WorkerSettings(ServiceSettings):
     registry_timeout_seconds: float = Field(
         default=60.0, gt=0, description="Timeout of one call to the registry (connect, read, write)."
     )
+    revocation_refresh_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="Age after which the API reloads the revoked tokens from the registry: a token "
+        "revoked there is refused here within this interval. An unreachable registry leaves the "
+        "last list in force (a warning is logged) until a reload succeeds.",
+    )
     allow_insecure_peers: bool = Field(
         default=False,
         description="Allow http:// peer URLs and issuers (local development only); otherwise every "

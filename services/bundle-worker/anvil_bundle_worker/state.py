@@ -13,6 +13,7 @@ from anvil_common.observability import Metrics
 from anvil_wire import KeySet
 
 from .registry_client import RegistryClient
+from .revocations import RevocationCache
 from .settings import WorkerSettings
 from .storage import BundleStore
 from .trust import TrustedIssuers
@@ -32,4 +33,6 @@ class WorkerState:
     trust: TrustedIssuers
     metrics: Metrics
     alembic: Config
+    # Revoked token ids, reloaded from the registry every revocation_refresh_seconds (auth.py).
+    revocations: RevocationCache
     extras: dict[str, Any] = field(default_factory=dict)

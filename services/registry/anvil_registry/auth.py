@@ -5,19 +5,17 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
-from sqlalchemy import select
 
 from anvil_common.jwt import Claims, TokenInvalid
 from anvil_common.problems import Forbidden, NotFound
 from anvil_common.scopes import KIND_SCOPES, SCOPES
 
 from .deps import state_of
-from .models import Token
 from .state import RegistryState
+from .tokens.revocations import unexpired_revocations
 
 __all__ = ["AUDIENCE", "SCOPES", "KIND_SCOPES", "Principal", "require", "authenticate"]
 
@@ -82,12 +80,10 @@ async def _revoked(state: RegistryState, jti: str) -> bool:
     now = time.monotonic()
     if now - cache.loaded_at > cache.refresh_seconds:
         async with state.db.session(write=False) as session:
-            rows = await session.scalars(
-                select(Token.id).where(Token.revoked_at.is_not(None), Token.expires_at > datetime.now(UTC))
-            )
+            rows = await session.execute(unexpired_revocations())
             # Union, never replace: a revocation committed (and added by its after-commit hook)
             # while this read ran must not be forgotten until the next refresh.
-            cache.revoked |= set(rows)
+            cache.revoked |= {jti for jti, _ in rows}
         cache.loaded_at = now
     return jti in cache.revoked
 

@@ -49,6 +49,7 @@ SCOPE_OF: dict[str, str | None] = {
     "list_tokens": "tokens:admin",
     "get_token": "tokens:admin",
     "revoke_token": "tokens:admin",
+    "list_revocations": "events:read",
     "list_audit_entries": "audit:read",
     "list_events": "events:read",
     "read_snapshot": "bundles:export",
@@ -89,6 +90,7 @@ ORG_FREE = {
     "list_tokens",
     "get_token",
     "revoke_token",
+    "list_revocations",
     "list_audit_entries",
     "list_events",
 }

@@ -13,11 +13,13 @@ from ..auth import Principal, require
 from ..deps import Session, State
 from ..models import Token
 from . import service
-from .schemas import TokenCreate, TokenIssued, TokenPublic
+from .schemas import Revocation, RevocationList, TokenCreate, TokenIssued, TokenPublic
 
 router = APIRouter(tags=["tokens"])
 TokenId = Annotated[str, Path(max_length=64, description="The token's jti.")]
 TokensAdmin = Annotated[Principal, Depends(require("tokens:admin"))]
+# The revocation list tells no more than the event feed's token.revoked events already do.
+EventsReader = Annotated[Principal, Depends(require("events:read"))]
 
 
 def _public(row: Token, slugs: dict[uuid.UUID, str]) -> TokenPublic:
@@ -95,3 +97,14 @@ async def revoke_token(
     row = await service.get_token(session, principal, token_id, for_update=True)
     row = await service.revoke_token(session, principal, state=state, token=row)
     return await _one(session, row)
+
+
+@router.get("/revocations", operation_id="list_revocations")
+async def list_revocations(session: Session, principal: EventsReader) -> RevocationList:
+    """The revoked tokens that have not expired yet, whole (not paginated), ordered by jti.
+
+    Other services (the bundle worker) load their revocation caches from it every few seconds.
+    An instance-wide token gets every revocation; a limited token those within its limits.
+    """
+    rows = await service.visible_revocations(session, principal)
+    return RevocationList(revoked=[Revocation(jti=jti, expires_at=expires_at) for jti, expires_at in rows])

@@ -65,3 +65,14 @@ class TokenPublic(BaseModel):
 
 class TokenIssued(TokenPublic):
     token: str = Field(description="The bearer token. Shown only in this response; it is never stored.")
+
+
+class Revocation(BaseModel):
+    jti: str = Field(description="The revoked token's id.")
+    expires_at: datetime = Field(description="When the token expires anyway: forget the jti after it.")
+
+
+class RevocationList(BaseModel):
+    revoked: list[Revocation] = Field(
+        description="Every revoked token that has not expired and is within the caller's limits, by jti."
+    )

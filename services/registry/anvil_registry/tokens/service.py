@@ -13,23 +13,33 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from anvil_common.db import after_commit, utcnow
 
 from ..audit.service import record
-from ..auth import AUDIENCE, KIND_SCOPES, Principal
+from ..auth import KIND_SCOPES, Principal
 from ..events.service import append_event
 from ..lookup import ensure_active, get_environment, get_org, get_project
 from ..models import Environment, Organisation, Project, Token
 from ..state import RegistryState
 from .errors import TokenNotFound
-from .policy import Grant, decide_grant
+from .policy import TOKEN_POLICY, Grant, decide_grant
+from .revocations import unexpired_revocations
 from .schemas import TokenCreate
 
-__all__ = ["issue_bootstrap_admin", "issue_token", "visible_tokens", "get_token", "revoke_token"]
+__all__ = [
+    "issue_bootstrap_admin",
+    "issue_token",
+    "visible_tokens",
+    "get_token",
+    "revoke_token",
+    "visible_revocations",
+]
 
 
 async def issue_bootstrap_admin(session: AsyncSession, state: RegistryState, *, ttl_seconds: int) -> str:
-    """Issue an instance-administrator token (operator, every scope, no organisation limit)."""
+    """Issue an instance-administrator token (operator, every scope, no organisation limit,
+    accepted by every service, so one token drives the whole stack and the CLI)."""
     scopes = sorted(KIND_SCOPES["operator"])
+    audience = sorted(TOKEN_POLICY["operator"].audiences)
     token, claims = state.issuer.issue(
-        subject="bootstrap-admin", kind="operator", audience=AUDIENCE, scopes=scopes, ttl_seconds=ttl_seconds
+        subject="bootstrap-admin", kind="operator", audience=audience, scopes=scopes, ttl_seconds=ttl_seconds
     )
     session.add(
         Token(
@@ -39,7 +49,7 @@ async def issue_bootstrap_admin(session: AsyncSession, state: RegistryState, *, 
             subject=claims.subject,
             organisation_id=None,
             scopes=scopes,
-            audience=[AUDIENCE],
+            audience=audience,
             created_by="system",
             expires_at=datetime.fromtimestamp(claims.expires_at, UTC),
         )
@@ -131,9 +141,15 @@ async def _resolve_limits(session: AsyncSession, principal: Principal, grant: Gr
     return organisation
 
 
-async def _visibility(session: AsyncSession, principal: Principal) -> list[ColumnElement[bool]]:
-    """Filters: a caller sees only tokens within its own organisation/project/environment limits."""
-    if principal.is_instance_admin:
+async def _visibility(
+    session: AsyncSession, principal: Principal, *, instance_wide_sees_all: bool = False
+) -> list[ColumnElement[bool]]:
+    """Filters: a caller sees only tokens within its own organisation/project/environment limits.
+
+    Only an instance administrator sees every token, unless ``instance_wide_sees_all``: then any
+    token without an organisation limit does (a service reading the revocations).
+    """
+    if principal.is_instance_admin or (instance_wide_sees_all and principal.claims.org is None):
         return []
     claims = principal.claims
     if claims.org is None:
@@ -159,6 +175,14 @@ async def visible_tokens(
     if not include_expired:
         stmt = stmt.where(Token.expires_at > utcnow())
     return stmt
+
+
+async def visible_revocations(session: AsyncSession, principal: Principal) -> list[tuple[str, datetime]]:
+    """``(jti, expires_at)`` of the revoked, unexpired tokens within the caller's limits, by jti:
+    an instance-wide token (a service such as the bundle worker) gets every one."""
+    where = await _visibility(session, principal, instance_wide_sees_all=True)
+    rows = await session.execute(unexpired_revocations(*where))
+    return [(jti, expires_at) for jti, expires_at in rows]
 
 
 async def get_token(
