@@ -90,8 +90,7 @@ class Instance:
     registry_port: int = field(default_factory=free_port)
     worker_port: int = field(default_factory=free_port)
     database: str | None = None  # the Postgres database made for this instance
-    admin_token: str = ""  # the registry's bootstrap token (audience anvil-registry only)
-    operator_token: str = ""  # instance-wide operator token for the registry and the worker
+    admin_token: str = ""  # the registry's bootstrap token: instance-wide, every service
     processes: list[_Process] = field(default_factory=list)
     extra_env: dict[str, str] = field(default_factory=dict)
 
@@ -188,16 +187,12 @@ class Instance:
         self._spawn("worker", "-m", "anvil_bundle_worker", "work")
         self._wait_ready(registry, self.registry_url)
         self._wait_ready(worker_api, self.worker_url)
-        self.operator_token = self.issue_token(
-            kind="operator", name=f"harness-{self.name}", audience=["anvil-registry", "anvil-bundle-worker"]
-        )
 
     # -- clients -----------------------------------------------------------------------------
 
     def client(self, service: str, token: str | None = None) -> httpx.Client:
         base = self.registry_url if service == "registry" else self.worker_url
-        default = self.admin_token if service == "registry" else self.operator_token
-        headers = {"Authorization": f"Bearer {token or default}"}
+        headers = {"Authorization": f"Bearer {token or self.admin_token}"}
         return httpx.Client(base_url=base, headers=headers, timeout=60)
 
     def issue_token(self, **body: Any) -> str:

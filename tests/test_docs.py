@@ -1,4 +1,4 @@
-"""docs/api.md and docs/prompt-format.md stay in step with the code they describe."""
+"""docs/ and the README stay in step with the code they describe."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from anvil_bundle_worker.settings import WorkerSettings
 from anvil_common import jwt, problems
 from anvil_registry.auth import KIND_SCOPES, SCOPES
 from anvil_registry.prompts.schemas import RESERVED_SEGMENT
@@ -152,8 +153,15 @@ def test_event_kinds_table_lists_every_event_the_registry_appends():
     assert appended <= documented, f"undocumented event kinds: {sorted(appended - documented)}"
 
 
-@pytest.mark.parametrize("doc", ["api.md", "prompt-format.md"])
-def test_every_registry_setting_named_in_the_docs_exists(doc):
-    text = (ROOT / "docs" / doc).read_text(encoding="utf-8")
-    named = {m.lower() for m in re.findall(r"ANVIL_REGISTRY_([A-Z_]+[A-Z])", text)}
-    assert named <= set(RegistrySettings.model_fields), sorted(named - set(RegistrySettings.model_fields))
+_SETTINGS = {"REGISTRY": RegistrySettings, "BUNDLE_WORKER": WorkerSettings}
+
+
+@pytest.mark.parametrize(
+    "doc", ["docs/api.md", "docs/prompt-format.md", "docs/bundle-worker.md", "README.md"]
+)
+@pytest.mark.parametrize("service", sorted(_SETTINGS))
+def test_every_setting_named_in_the_docs_exists(doc, service):
+    text = (ROOT / doc).read_text(encoding="utf-8")
+    fields = set(_SETTINGS[service].model_fields)
+    named = {m.lower() for m in re.findall(rf"ANVIL_{service}_([A-Z_]+[A-Z])", text)}
+    assert named <= fields, sorted(named - fields)
