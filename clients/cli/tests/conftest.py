@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -26,8 +25,13 @@ from anvil_instances import Instance
 from typer.testing import CliRunner, Result
 
 from anvil_cli.main import app
-from anvil_common.db import create_engine
-from anvil_common.testing import TemplateDatabase, TestDatabase, snapshot_tables
+from anvil_common.testing import (
+    TemplateDatabase,
+    TestDatabase,
+    free_port,
+    migrated_template,
+    snapshot_database,
+)
 from anvil_registry.app import migrate_database
 from anvil_wire import KeySet
 
@@ -36,17 +40,8 @@ STARTUP_SECONDS = 60
 
 @pytest.fixture(scope="session")
 def cli_template_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TemplateDatabase]:
-    template = TemplateDatabase(migrate_database, tmp_path_factory.mktemp("cli-db"), prefix="cli")
-    asyncio.run(template.setup())
-    yield template
-    asyncio.run(template.teardown())
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    with migrated_template(migrate_database, tmp_path_factory.mktemp("cli-db"), prefix="cli") as t:
+        yield t
 
 
 @dataclass
@@ -58,15 +53,7 @@ class Registry:
 
     def snapshot(self) -> dict[str, list[dict[str, Any]]]:
         """Every row of every table, read straight from the registry's database."""
-
-        async def take() -> dict[str, list[dict[str, Any]]]:
-            engine = create_engine(self.database.url, schema=self.database.schema)
-            try:
-                return await snapshot_tables(engine)
-            finally:
-                await engine.dispose()
-
-        return asyncio.run(take())
+        return asyncio.run(snapshot_database(self.database))
 
     def api(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """A direct API call as the instance admin (to set up or check state)."""
@@ -114,7 +101,7 @@ def registry(
     """``python -m anvil_registry serve`` in its own process, on a free loopback port."""
     database = asyncio.run(cli_template_db.fresh())
     workdir = tmp_path_factory.mktemp("registry")
-    port = _free_port()
+    port = free_port()
     env = _registry_env(database, workdir, port)
     command = [sys.executable, "-m", "anvil_registry"]
     admin = subprocess.run([*command, "issue-admin-token"], env=env, capture_output=True, check=True)

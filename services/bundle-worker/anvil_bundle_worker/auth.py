@@ -3,13 +3,12 @@ refused once the registry has revoked them (revocations.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, Request
 
-from anvil_common.jwt import Claims, TokenInvalid
+from anvil_common.auth import BasePrincipal, scope_requirement, verify_bearer
 from anvil_common.problems import Forbidden, NotFound
 from anvil_common.scopes import KIND_SCOPES
 
@@ -24,13 +23,7 @@ SCOPES = ("bundles:export", "bundles:import", "peers:admin")
 
 
 @dataclass(frozen=True)
-class Principal:
-    claims: Claims
-
-    @property
-    def actor(self) -> str:
-        return self.claims.subject
-
+class Principal(BasePrincipal):
     @property
     def project(self) -> str | None:
         return self.claims.project
@@ -42,11 +35,6 @@ class Principal:
             return False
         return self.claims.project is None or self.claims.project == project
 
-    def ensure_org(self, organisation: str) -> None:
-        """Another organisation does not exist for this caller (404, docs/api.md 3.5)."""
-        if self.claims.org is not None and self.claims.org != organisation:
-            raise NotFound(f"organisation {organisation!r} not found")
-
     def ensure_project(self, project: str | None, *, what: str) -> None:
         """A project-limited token reaches only its own project."""
         if self.claims.project is None:
@@ -56,43 +44,16 @@ class Principal:
         if project != self.claims.project:
             raise NotFound(f"project {project!r} not found")
 
-    def ensure_project_wide(self, what: str) -> None:
-        """Changes to what every environment shares need a token not limited to an environment."""
-        if self.claims.environment is not None:
-            raise Forbidden(
-                f"this token is limited to environment {self.claims.environment!r}: it cannot {what}"
-            )
-
 
 async def authenticate(request: Request) -> Principal:
     """The bearer token's principal; any problem with the token is a 401."""
-    header = request.headers.get("authorization")
-    if not header:
-        raise TokenInvalid("missing Authorization: Bearer <token>")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise TokenInvalid("Authorization must be 'Bearer <token>'")
     state = state_of(request)
-    claims = state.verifier.verify(token.strip())
     # Revoked in the registry (DELETE /v1/tokens/{jti}): refused within revocation_refresh_seconds.
-    if await state.revocations.is_revoked(claims.jti):
-        raise TokenInvalid("token has been revoked")
-    if not claims.scopes <= KIND_SCOPES[claims.kind]:
-        raise TokenInvalid("token carries scopes its kind may not hold")
-    return Principal(claims)
+    return Principal(await verify_bearer(request, state.verifier, is_revoked=state.revocations.is_revoked))
 
 
-def require(scope: str) -> Callable[..., Coroutine[Any, Any, Principal]]:
-    """Dependency: an authenticated principal whose token holds ``scope``."""
-    if scope not in SCOPES:
-        raise ValueError(f"unknown scope {scope!r}")
-
-    async def dependency(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
-        if not principal.claims.has(scope):
-            raise Forbidden(f"token lacks the {scope!r} scope", required_scope=scope)
-        return principal
-
-    return dependency
+# require(scope): a dependency giving the principal whose token holds ``scope`` (else 403).
+require = scope_requirement(authenticate, SCOPES)
 
 
 Authenticated = Annotated[Principal, Depends(authenticate)]

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from datetime import datetime, timedelta
+from functools import partial
 
 from sqlalchemy import delete, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from anvil_common.db import utcnow
+from anvil_common.maintenance import run_retention_loop as retention_loop
 
 from .models import OPEN_PLAN_STATUSES, Job, Plan
 from .state import WorkerState
@@ -47,19 +48,7 @@ async def prune(session: AsyncSession, state: WorkerState, *, now: datetime | No
     }
 
 
-async def run_retention_loop(
-    state: WorkerState, *, interval_seconds: float = 3600.0, first_delay_seconds: float = 60.0
-) -> None:
-    """Prune every ``interval_seconds``, starting a while after startup."""
-    await asyncio.sleep(first_delay_seconds)
-    while True:
-        try:
-            async with state.db.session() as session:
-                removed = await prune(session, state)
-            if any(removed.values()):
-                log.info("retention removed rows", extra={"removed": removed})
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("retention pass failed; will retry")
-        await asyncio.sleep(interval_seconds)
+async def run_retention_loop(state: WorkerState, **timing: float) -> None:
+    """Prune every hour, starting a minute after startup (anvil_common.maintenance; ``timing``:
+    interval_seconds, first_delay_seconds)."""
+    await retention_loop(state.db, partial(prune, state=state), log=log, **timing)

@@ -5,10 +5,7 @@ migrated database, sharing the instance key set with the worker."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import re
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,34 +13,36 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
 
 from anvil_bundle_worker.app import create_app, migrate_database
 from anvil_bundle_worker.auth import AUDIENCE, KIND_SCOPES
 from anvil_bundle_worker.settings import WorkerSettings
 from anvil_bundle_worker.state import WorkerState
-from anvil_common.db import create_engine
 from anvil_common.jwt import TokenIssuer
-from anvil_common.testing import TemplateDatabase, TestDatabase, snapshot_tables
+from anvil_common.testing import (
+    Snapshot,
+    TemplateDatabase,
+    TestDatabase,
+    TokenFactory,
+    asgi_client,
+    migrated_template,
+    serve,
+    snapshotter,
+    token_factory,
+)
 from anvil_wire import KeySet
 
 ISSUER = "http://registry.test"  # the registry's public URL: iss of every token
 WORKER_URL = "http://worker.test"
 UNREACHABLE = "http://127.0.0.1:9"  # the discard port: nothing listens
 
-Snapshot = Callable[[], Awaitable[dict[str, list[dict[str, Any]]]]]
-TokenFactory = Callable[..., str]
-
 
 @pytest.fixture(scope="session")
 def template_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TemplateDatabase]:
-    template = TemplateDatabase(
-        migrate_database, tmp_path_factory.mktemp("worker-db"), prefix="bundle_worker"
-    )
-    asyncio.run(template.setup())
-    yield template
-    asyncio.run(template.teardown())
+    workdir = tmp_path_factory.mktemp("worker-db")
+    with migrated_template(migrate_database, workdir, prefix="bundle_worker") as template:
+        yield template
 
 
 @pytest.fixture(scope="session")
@@ -113,16 +112,14 @@ def state(app: FastAPI) -> WorkerState:
 
 @pytest.fixture
 async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url=WORKER_URL) as c:
+    async with asgi_client(app, WORKER_URL) as c:
         yield c
 
 
 @pytest.fixture
 async def raw(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     """Like ``client``, but an unhandled error comes back as the app's 500 instead of raising."""
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url=WORKER_URL) as c:
+    async with asgi_client(app, WORKER_URL, raise_app_exceptions=False) as c:
         yield c
 
 
@@ -135,31 +132,7 @@ def issuer(keyset: KeySet) -> TokenIssuer:
 @pytest.fixture
 def make_token(issuer: TokenIssuer) -> TokenFactory:
     """``make_token(kind="operator", scopes=None (all of the kind), org="acme", ...)``."""
-
-    def factory(
-        kind: str = "operator",
-        *,
-        scopes: list[str] | None = None,
-        org: str | None = "acme",
-        project: str | None = None,
-        environment: str | None = None,
-        ttl: int = 3600,
-        audience: str | list[str] = AUDIENCE,
-        subject: str = "operator:tester",
-    ) -> str:
-        token, _ = issuer.issue(
-            subject=subject,
-            kind=kind,
-            audience=audience,
-            scopes=KIND_SCOPES[kind] if scopes is None else scopes,
-            ttl_seconds=ttl,
-            org=org,
-            project=project,
-            environment=environment,
-        )
-        return token
-
-    return factory
+    return token_factory(issuer, KIND_SCOPES, audience=AUDIENCE, subject="operator:tester")
 
 
 @pytest.fixture
@@ -168,41 +141,10 @@ def acme_headers(make_token: TokenFactory) -> dict[str, str]:
     return {"Authorization": f"Bearer {make_token(scopes=['bundles:export', 'bundles:import'])}"}
 
 
-def _snapshotter(url: str, schema: str | None) -> Snapshot:
-    async def take() -> dict[str, list[dict[str, Any]]]:
-        engine = create_engine(url, schema=schema)
-        try:
-            return await snapshot_tables(engine)
-        finally:
-            await engine.dispose()
-
-    return take
-
-
 @pytest.fixture
 def snapshot(database: TestDatabase) -> Snapshot:
     """``before = await snapshot()`` ... ``assert await snapshot() == before``: every worker table."""
-    return _snapshotter(database.url, database.schema)
-
-
-@contextlib.asynccontextmanager
-async def serve(app: FastAPI) -> AsyncIterator[str]:
-    """``app`` served by a real uvicorn on a loopback port (its lifespan is the caller's)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, lifespan="off", log_config=None, ws="none"))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:  # noqa: ASYNC110 - uvicorn exposes only a flag
-        await asyncio.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        sock.close()
+    return snapshotter(database)
 
 
 @pytest.fixture
@@ -231,10 +173,8 @@ class LiveRegistry:
 def registry_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TemplateDatabase]:
     from anvil_registry.app import migrate_database as migrate_registry
 
-    template = TemplateDatabase(migrate_registry, tmp_path_factory.mktemp("registry-db"), prefix="registry")
-    asyncio.run(template.setup())
-    yield template
-    asyncio.run(template.teardown())
+    with migrated_template(migrate_registry, tmp_path_factory.mktemp("registry-db"), prefix="registry") as t:
+        yield t
 
 
 @pytest.fixture
@@ -261,7 +201,7 @@ async def live_registry(
         serve(application) as url,
         httpx.AsyncClient(base_url=url, timeout=30) as http,
     ):
-        yield LiveRegistry(url, application, http, _snapshotter(database.url, database.schema))
+        yield LiveRegistry(url, application, http, snapshotter(database))
 
 
 # -- driving the registry and the worker in end-to-end tests ---------------------------------------

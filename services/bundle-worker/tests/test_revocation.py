@@ -7,19 +7,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
-from fastapi import FastAPI
 
 from anvil_bundle_worker.revocations import EXPIRY_LEEWAY_SECONDS, RevocationCache
 from anvil_bundle_worker.state import WorkerState
 from anvil_common.jwt import TokenIssuer
+from anvil_common.testing import serve
 from anvil_wire import KeySet
 
 PROBLEM = "application/problem+json"
@@ -35,25 +33,6 @@ ISSUER = "http://registry.test"  # conftest's: the registry's public URL
 UNREACHABLE = "http://127.0.0.1:9"  # the discard port: nothing listens
 LiveRegistry = Any  # conftest.LiveRegistry (conftest is not importable by name here)
 Seeder = Any  # conftest.Seeder
-
-
-@contextlib.asynccontextmanager
-async def serve(app: FastAPI) -> AsyncIterator[str]:
-    """``app`` on a loopback port of its own (its lifespan is the caller's), until the exit."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, lifespan="off", log_config=None, ws="none"))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:  # noqa: ASYNC110 - uvicorn exposes only a flag
-        await asyncio.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        sock.close()
 
 
 class Endpoint:

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from datetime import timedelta
+from functools import partial
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from anvil_common.db import utcnow
+from anvil_common.maintenance import run_retention_loop as retention_loop
 
 from .events.service import SEQUENCE_NAME
 from .models import AuditEntry, Event, EventSequence, IdempotencyRecord
@@ -54,20 +55,7 @@ async def prune(session: AsyncSession, state: RegistryState) -> dict[str, int]:
     }
 
 
-async def run_retention_loop(
-    state: RegistryState, *, interval_seconds: float = 3600.0, first_delay_seconds: float = 60.0
-) -> None:
-    """Prune every ``interval_seconds``, starting a while after startup (not during it, and not
-    in a process that only lives for a moment)."""
-    await asyncio.sleep(first_delay_seconds)
-    while True:
-        try:
-            async with state.db.session() as session:
-                removed = await prune(session, state)
-            if any(removed.values()):
-                log.info("retention removed rows", extra={"removed": removed})
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("retention pass failed; will retry")
-        await asyncio.sleep(interval_seconds)
+async def run_retention_loop(state: RegistryState, **timing: float) -> None:
+    """Prune every hour, starting a minute after startup (anvil_common.maintenance; ``timing``:
+    interval_seconds, first_delay_seconds)."""
+    await retention_loop(state.db, partial(prune, state=state), log=log, **timing)

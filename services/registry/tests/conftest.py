@@ -3,20 +3,25 @@ ANVIL_TEST_DATABASE), the app with its lifespan, an in-process client, token fac
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
 
-from anvil_common.db import create_engine
-from anvil_common.testing import TemplateDatabase, TestDatabase, snapshot_tables
+from anvil_common.testing import (
+    Snapshot,
+    TemplateDatabase,
+    TestDatabase,
+    TokenFactory,
+    asgi_client,
+    migrated_template,
+    serve,
+    snapshotter,
+    token_factory,
+)
 from anvil_registry.app import create_app, migrate_database
 from anvil_registry.auth import KIND_SCOPES
 from anvil_registry.settings import RegistrySettings
@@ -28,10 +33,8 @@ PUBLIC_URL = "http://testserver"
 
 @pytest.fixture(scope="session")
 def template_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TemplateDatabase]:
-    template = TemplateDatabase(migrate_database, tmp_path_factory.mktemp("registry-db"), prefix="registry")
-    asyncio.run(template.setup())
-    yield template
-    asyncio.run(template.teardown())
+    with migrated_template(migrate_database, tmp_path_factory.mktemp("registry-db"), prefix="registry") as t:
+        yield t
 
 
 @pytest.fixture(scope="session")
@@ -73,50 +76,21 @@ def state(app: FastAPI) -> RegistryState:
 
 @pytest.fixture
 async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url=PUBLIC_URL) as c:
+    async with asgi_client(app, PUBLIC_URL) as c:
         yield c
 
 
 @pytest.fixture
 async def raw(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     """Like ``client``, but an unhandled error comes back as the app's 500 instead of raising."""
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url=PUBLIC_URL) as c:
+    async with asgi_client(app, PUBLIC_URL, raise_app_exceptions=False) as c:
         yield c
-
-
-TokenFactory = Callable[..., str]
 
 
 @pytest.fixture
 def make_token(state: RegistryState) -> TokenFactory:
-    """``make_token(kind="operator", scopes=None (all of the kind), org=..., ...)``."""
-
-    def factory(
-        kind: str = "operator",
-        *,
-        scopes: list[str] | None = None,
-        org: str | None = "acme",
-        project: str | None = None,
-        environment: str | None = None,
-        ttl: int = 3600,
-        audience: str = "anvil-registry",
-        subject: str = "tester",
-    ) -> str:
-        token, _ = state.issuer.issue(
-            subject=subject,
-            kind=kind,
-            audience=audience,
-            scopes=KIND_SCOPES[kind] if scopes is None else scopes,
-            ttl_seconds=ttl,
-            org=org,
-            project=project,
-            environment=environment,
-        )
-        return token
-
-    return factory
+    """``make_token(kind="operator", scopes=None (all of the kind), org="acme", ...)``."""
+    return token_factory(state.issuer, KIND_SCOPES, audience="anvil-registry", subject="tester")
 
 
 @pytest.fixture
@@ -144,39 +118,14 @@ async def acme(client: httpx.AsyncClient, admin_headers: dict[str, str]) -> dict
     return r.json()
 
 
-Snapshot = Callable[[], Awaitable[dict[str, list[dict[str, Any]]]]]
-
-
 @pytest.fixture
 def snapshot(database: TestDatabase) -> Snapshot:
     """``before = await snapshot()`` ... ``assert await snapshot() == before``: every table, every row."""
-
-    async def take() -> dict[str, list[dict[str, Any]]]:
-        engine = create_engine(database.url, schema=database.schema)
-        try:
-            return await snapshot_tables(engine)
-        finally:
-            await engine.dispose()
-
-    return take
+    return snapshotter(database)
 
 
 @pytest.fixture
 async def live_server(app: FastAPI) -> AsyncIterator[str]:
     """The same app served by a real uvicorn on a loopback port (for long-polls and timing)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(app, lifespan="off", log_config=None, ws="none")
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:  # noqa: ASYNC110 - uvicorn exposes only a flag
-        await asyncio.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        sock.close()
+    async with serve(app) as url:
+        yield url

@@ -11,7 +11,7 @@ from ..canonical import MAX_SAFE_INTEGER
 from ..prompts import PromptFormatError, is_prompt_name, is_slug, parse_reference
 from .errors import BundleMalformed, BundleVersionUnsupported
 from .references import check_references
-from .spec import FORMAT, check_members, reader_is_strict
+from .spec import FORMAT, check_members, check_selection, reader_is_strict
 
 __all__ = ["validate_manifest", "ascending", "MANIFEST_MEMBERS"]
 
@@ -26,12 +26,6 @@ MANIFEST_MEMBERS = (
     "dependencies",
     "objects",
 )
-_SELECTION_KINDS = {  # kind -> which of project, prompt_set, prompts are not null
-    "organisation": (False, False, False),
-    "project": (True, False, False),
-    "prompt_set": (True, True, False),
-    "prompts": (False, False, True),
-}
 _REVISION_KINDS = ("publish", "promote", "rollback")
 _DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}")
 
@@ -84,7 +78,7 @@ class _Checker:
         try:
             return check_members(value, members, where, strict=self.strict)
         except BundleMalformed as exc:
-            raise _fail(str(exc)) from None
+            raise _fail(str(exc)) from exc
 
     def items(self, value: Any, members: Sequence[str], where: str) -> list[dict[str, Any]]:
         """``value`` as an array of objects with ``members`` (a fast path: manifests are large)."""
@@ -104,15 +98,10 @@ class _Checker:
     def selection(self, value: Any) -> dict[str, Any]:
         selection = self.members(value, ("kind", "project", "prompt_set", "prompts"), "selection")
         kind = selection["kind"]
-        _require(
-            isinstance(kind, str) and kind in _SELECTION_KINDS,
-            f"selection.kind must be one of {', '.join(_SELECTION_KINDS)}",
-        )
-        for member, present in zip(("project", "prompt_set", "prompts"), _SELECTION_KINDS[kind], strict=True):
-            _require(
-                (selection[member] is not None) == present,
-                f"selection.{member} must be {'set' if present else 'null'} for a {kind!r} selection",
-            )
+        try:
+            check_selection(kind, selection["project"], selection["prompt_set"], selection["prompts"])
+        except ValueError as exc:
+            raise _fail(str(exc)) from exc
         _require(
             selection["project"] is None or is_slug(selection["project"]), "selection.project is not a slug"
         )

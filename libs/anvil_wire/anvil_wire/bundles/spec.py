@@ -21,6 +21,8 @@ __all__ = [
     "Limits",
     "reader_is_strict",
     "check_members",
+    "SELECTION_KINDS",
+    "check_selection",
 ]
 
 FORMAT = "anvil.bundle"
@@ -85,3 +87,28 @@ def check_members(value: Any, members: Collection[str], where: str, *, strict: b
 
 def _names(names: Collection[str]) -> str:
     return ", ".join(repr(n) for n in names)
+
+
+# Selection kind -> the members it sets; the others of project, prompt_set, prompts are null (4.1).
+SELECTION_KINDS: dict[str, tuple[str, ...]] = {
+    "organisation": (),
+    "project": ("project",),
+    "prompt_set": ("project", "prompt_set"),
+    "prompts": ("prompts",),
+}
+
+
+def check_selection(kind: Any, project: Any, prompt_set: Any, prompts: Any) -> None:
+    """Refuse (ValueError, saying what to change) an unknown selection kind, or a member the kind
+    needs left null or one it does not take set (section 4.1). The members' values are not checked."""
+    if not isinstance(kind, str) or kind not in SELECTION_KINDS:
+        raise ValueError(f"selection.kind must be one of {', '.join(SELECTION_KINDS)}")
+    takes = SELECTION_KINDS[kind]
+    given = {"project": project, "prompt_set": prompt_set, "prompts": prompts}
+    for member, value in given.items():
+        if (value is not None) != (member in takes):
+            state = "set" if member in takes else "null"
+            raise ValueError(
+                f"selection.{member} must be {state} for a {kind!r} selection"
+                f" (it takes {' and '.join(takes) or 'none of project, prompt_set, prompts'})"
+            )

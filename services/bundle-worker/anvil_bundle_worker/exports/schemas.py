@@ -5,6 +5,7 @@ from typing import Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from anvil_wire import is_prompt_name, is_slug
+from anvil_wire.bundles.spec import check_selection
 
 __all__ = ["SelectionIn", "ExportCreate", "MAX_SELECTED_PROMPTS"]
 
@@ -32,18 +33,7 @@ class SelectionIn(BaseModel):
 
     @model_validator(mode="after")
     def _members_of_kind(self) -> Self:
-        needs = {
-            "organisation": (False, False, False),
-            "project": (True, False, False),
-            "prompt_set": (True, True, False),
-            "prompts": (False, False, True),
-        }[self.kind]
-        given = (self.project is not None, self.prompt_set is not None, self.prompts is not None)
-        for name, need, has in zip(("project", "prompt_set", "prompts"), needs, given, strict=True):
-            if need and not has:
-                raise ValueError(f"a {self.kind} selection needs {name}")
-            if has and not need:
-                raise ValueError(f"a {self.kind} selection has no {name} (leave it null)")
+        check_selection(self.kind, self.project, self.prompt_set, self.prompts)
         _slug(self.project, "project")
         if self.prompt_set is not None and not is_prompt_name(self.prompt_set):
             raise ValueError(f"prompt set name {self.prompt_set!r} is not valid")

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from anvil_wire.bundles.spec import check_selection
 from anvil_wire.prompts import SLUG_PATTERN, is_prompt_name, is_slug
 
 from ..prompt_sets.schemas import MAX_SET_PROMPTS, SetName
@@ -63,17 +64,7 @@ class Selection(BaseModel):
 
     @model_validator(mode="after")
     def _members_fit_the_kind(self) -> Selection:
-        wanted = {
-            "organisation": (False, False, False),
-            "project": (True, False, False),
-            "prompt_set": (True, True, False),
-            "prompts": (False, False, True),
-        }[self.kind]
-        given = (self.project is not None, self.prompt_set is not None, self.prompts is not None)
-        for member, want, have in zip(("project", "prompt_set", "prompts"), wanted, given, strict=True):
-            if want != have:
-                state = "needs" if want else "takes no"
-                raise ValueError(f"a {self.kind!r} selection {state} {member!r}")
+        check_selection(self.kind, self.project, self.prompt_set, self.prompts)
         if self.prompts is not None:
             if not self.prompts:
                 raise ValueError("a 'prompts' selection names at least one prompt")
