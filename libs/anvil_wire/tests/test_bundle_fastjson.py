@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from anvil_wire import canonical_json
 from anvil_wire.bundles import BundleMalformed, assemble_manifest
 from anvil_wire.bundles.fastjson import canonical_bytes, parse_canonical, plain_bytes
+from anvil_wire.canonical import canonical_json_reference as canonical_json
 
 ALPHABET = 'az AZ09"\\/\b\f\n\r\t\x00\x1f\x7f é€ \u2028 \ud7ff \ue000 \uffff 😀 𝄞'
 FLOATS = [

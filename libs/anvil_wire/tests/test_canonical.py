@@ -167,3 +167,49 @@ def test_keys_are_sorted_by_utf16_code_units_as_rfc_8785_requires():
 def test_non_string_keys_are_refused():
     with pytest.raises(TypeError):
         canonical_json({1: "a"})
+
+
+HOSTILE = [
+    0.0,
+    -0.0,
+    [-0.0, 0.0, 1.0, -1.0, 1e16, 1e-4, 9.999999999999999e-5, 1e21, 1e-7, 5e-324, 1.7976931348623157e308],
+    {"f": 0.1 + 0.2, "g": -123456789.125, "h": 1e15 + 0.5},
+    [2**53 - 1, -(2**53 - 1), 2**53, -(2**53), 10**30],
+    {"big": {"deep": [2**63]}},
+    ['\u0000\u001f\u007f\u2028\u2029"\\/', "\ud7ff\ue000\uffff\U0001f600"],
+    {"\ue000": 1, "\U0001f600": 2, "\uffff": 3, "a": 4},
+    {"ok": "\ud800"},  # a lone surrogate: not Unicode
+    ["\udfff\ud800"],
+    {"\ud800": 1},
+    [float("nan")],
+    {"x": [float("-inf")]},
+    {1: "int key"},
+    {"k": (1, 2.5, "t")},
+    type("D", (dict,), {})(z=1, a=-0.0),
+    [True, False, None, {}, []],
+    {"b": b"bytes"},
+]
+
+
+def _outcome(encode, value):
+    try:
+        return encode(value)
+    except (TypeError, ValueError) as exc:  # UnicodeEncodeError is a ValueError
+        return (type(exc), str(exc))
+
+
+@pytest.mark.parametrize("value", HOSTILE, ids=range(len(HOSTILE)))
+def test_the_fast_path_gives_the_reference_bytes_and_errors(value):
+    from anvil_wire.canonical import canonical_json_reference
+
+    assert _outcome(canonical_json, value) == _outcome(canonical_json_reference, value)
+
+
+def test_a_cycle_is_refused_by_both_encoders():
+    from anvil_wire.canonical import canonical_json_reference
+
+    loop: list[object] = []
+    loop.append(loop)
+    for encode in (canonical_json, canonical_json_reference):
+        with pytest.raises(RecursionError):
+            encode(loop)

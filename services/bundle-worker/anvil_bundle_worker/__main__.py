@@ -20,7 +20,7 @@ def _fail(message: str) -> int:
 def _serve(settings: WorkerSettings) -> None:
     import uvicorn
 
-    from .app import create_app
+    from .app import create_app, settle_heap
 
     config = uvicorn.Config(
         create_app(settings),
@@ -31,6 +31,8 @@ def _serve(settings: WorkerSettings) -> None:
         ws="none",
         timeout_graceful_shutdown=10,
     )
+    config.load()  # uvicorn's own modules too, before the heap is settled
+    settle_heap()
     uvicorn.Server(config).run()
 
 

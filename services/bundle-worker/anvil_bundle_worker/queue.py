@@ -8,6 +8,11 @@ database's single writer lock before the SELECT runs: the select and the update 
 job running happen while no other writer can start, so two claims are serialised exactly as
 the row locks serialise them on Postgres (readers still read, but a claim is a write).
 
+Waking. On Postgres a new job also sends ``NOTIFY anvil_bundle_jobs`` (delivered when its
+transaction commits; the payload is the worker's schema), so an idle loop that listens
+(worker.JobListener) claims it at once instead of at its next poll. Nothing depends on the
+notice: a lost one (no listener, a dropped connection) only means the job waits for the poll.
+
 Leases and fencing. A claim sets ``lease_expires_at`` and a fresh ``lease_token``. A job whose
 lease expired (its worker crashed or stalled) is claimable again, with a new token. Every
 later write of the job (heartbeat, complete, fail) names the token it was given and changes
@@ -22,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -33,6 +38,7 @@ from .jobs.errors import IdempotencyKeyReused, LeaseExpired
 from .models import Job
 
 __all__ = [
+    "CHANNEL",
     "Lease",
     "RetryDecision",
     "backoff_seconds",
@@ -43,6 +49,9 @@ __all__ = [
     "complete",
     "fail",
 ]
+
+
+CHANNEL = "anvil_bundle_jobs"
 
 
 @dataclass(frozen=True)
@@ -119,6 +128,7 @@ async def enqueue(
     if key is None:
         session.add(job)
         await session.flush()
+        await _announce(session)
         return job, True
     try:
         # A concurrent request with the same key (Postgres: it waits on the unique index until
@@ -130,7 +140,14 @@ async def enqueue(
         if existing is None:
             raise
         return existing, False
+    await _announce(session)
     return job, True
+
+
+async def _announce(session: AsyncSession) -> None:
+    """Postgres: tell listening workers a job is waiting, when (and if) this transaction commits."""
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(text(f"SELECT pg_notify('{CHANNEL}', current_schema())"))
 
 
 @dataclass(frozen=True)

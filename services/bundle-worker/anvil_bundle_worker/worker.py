@@ -3,6 +3,9 @@
 Any number of loops, in one process or many, may share a database: claims never hand one job
 to two loops (queue.py), and a loop that loses its lease (it stalled past the lease, and
 another loop took the job) stops the job and writes nothing.
+
+Idle loops look for jobs every ``poll_seconds``; on Postgres the ``work`` command also LISTENs
+for the notice queue.enqueue sends (JobListener), which wakes them at once.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import uuid
 from collections.abc import Mapping
 
 from prometheus_client import Counter
+from sqlalchemy.engine import make_url
 
 from anvil_common.problems import Problem
 
@@ -25,7 +29,7 @@ from .jobs.runtime import Handler, JobFailed, JobOutcome, Persist
 from .settings import WorkerSettings
 from .state import WorkerState
 
-__all__ = ["Worker", "default_handlers", "run_workers", "InternalJobError", "UnknownJobKind"]
+__all__ = ["Worker", "JobListener", "default_handlers", "run_workers", "InternalJobError", "UnknownJobKind"]
 
 log = logging.getLogger("anvil.bundle_worker.jobs")
 
@@ -60,6 +64,84 @@ def _jobs_counter(state: WorkerState) -> Counter:
     return counter
 
 
+class JobListener:
+    """LISTEN for queue.enqueue's notices on one dedicated asyncpg connection and wake the loops
+    that subscribed. Only a shortcut: a loop still polls, so a notice lost while the connection
+    was down (it reconnects after ``retry_seconds``, and wakes every loop when it has) delays a
+    job by one poll at most."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        schema: str | None,
+        retry_seconds: float = 1.0,
+        keepalive_seconds: float = 30.0,
+    ) -> None:
+        self._dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+        self.schema = schema
+        self._retry = retry_seconds
+        self._keepalive = keepalive_seconds
+        self._wakeups: list[asyncio.Event] = []
+        self._task: asyncio.Task[None] | None = None
+        self.connected = asyncio.Event()
+
+    def subscribe(self) -> asyncio.Event:
+        """An event set on every notice (the loop clears it before it looks for a job)."""
+        event = asyncio.Event()
+        self._wakeups.append(event)
+        return event
+
+    def wake(self) -> None:
+        for event in self._wakeups:
+            event.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="anvil-jobs-listen")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+        if self.schema is None or payload == self.schema:
+            self.wake()
+
+    async def _run(self) -> None:
+        import asyncpg
+
+        while True:
+            conn = None
+            try:
+                conn = await asyncpg.connect(
+                    self._dsn, server_settings={"application_name": "anvil-bundle-worker-listen"}
+                )
+                await conn.add_listener(queue.CHANNEL, self._on_notify)
+                self.connected.set()
+                self.wake()  # whatever was queued while nobody listened
+                closed = asyncio.Event()
+                conn.add_termination_listener(lambda _c, closed=closed: closed.set())
+                while not closed.is_set():
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(closed.wait(), self._keepalive)
+                    if not closed.is_set():
+                        await asyncio.wait_for(conn.execute("SELECT 1"), self._keepalive)
+                log.warning("job listener connection closed; reconnecting")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("job listener: %s; polling only, retrying in %ss", exc, self._retry)
+            finally:
+                self.connected.clear()
+                if conn is not None:
+                    with contextlib.suppress(Exception):
+                        await conn.close(timeout=1)
+            await asyncio.sleep(self._retry)
+
+
 class Worker:
     """One job at a time; run several for parallelism."""
 
@@ -69,26 +151,40 @@ class Worker:
         *,
         worker_id: str | None = None,
         handlers: Mapping[str, Handler] | None = None,
+        wakeup: asyncio.Event | None = None,
     ) -> None:
         self.state = state
         self.settings: WorkerSettings = state.settings
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.handlers = dict(handlers) if handlers is not None else default_handlers()
         self.jobs = _jobs_counter(state)
+        self.wakeup = wakeup  # set when a job may be waiting (JobListener); polling goes on anyway
 
     async def run(self, stop: asyncio.Event) -> None:
         """Work until ``stop`` is set; a job under way is finished first (graceful stop)."""
         log.info("worker %s started", self.worker_id)
         while not stop.is_set():
+            if self.wakeup is not None:
+                self.wakeup.clear()  # before the look: a notice during it makes the next look immediate
             try:
                 worked = await self.run_once()
             except Exception:
                 log.exception("worker %s: claiming failed; will retry", self.worker_id)
                 worked = False
             if not worked:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=self.settings.poll_seconds)
+                await self._idle(stop)
         log.info("worker %s stopped", self.worker_id)
+
+    async def _idle(self, stop: asyncio.Event) -> None:
+        """Wait ``poll_seconds``, or less: until ``stop`` or a wake-up."""
+        waits = [asyncio.ensure_future(stop.wait())]
+        if self.wakeup is not None:
+            waits.append(asyncio.ensure_future(self.wakeup.wait()))
+        try:
+            await asyncio.wait(waits, timeout=self.settings.poll_seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiting in waits:
+                waiting.cancel()
 
     async def run_once(self) -> bool:
         """Claim and run one job; False when there was none to claim."""
@@ -193,7 +289,7 @@ async def run_workers(
     settings: WorkerSettings, *, concurrency: int = 1, stop: asyncio.Event | None = None
 ) -> None:
     """The ``work`` command: ``concurrency`` loops until SIGTERM or SIGINT (or ``stop``)."""
-    from .app import build_state, close_state
+    from .app import build_state, close_state, settle_heap
     from .maintenance import run_retention_loop
 
     state = build_state(settings)
@@ -203,9 +299,20 @@ async def run_workers(
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     retention = asyncio.create_task(run_retention_loop(state), name="anvil-retention")
+    listener = None
+    if state.db.dialect == "postgresql":
+        listener = JobListener(state.db.url, schema=state.db.schema)
+        listener.start()
+    workers = [
+        Worker(state, wakeup=listener.subscribe() if listener is not None else None)
+        for _ in range(concurrency)
+    ]
+    settle_heap()
     try:
-        await asyncio.gather(*(Worker(state).run(stop) for _ in range(concurrency)))
+        await asyncio.gather(*(worker.run(stop) for worker in workers))
     finally:
+        if listener is not None:
+            await listener.stop()
         retention.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await retention

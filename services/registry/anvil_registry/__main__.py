@@ -42,7 +42,7 @@ async def _issue_admin_token(settings: RegistrySettings, ttl_hours: int) -> str:
 def _serve(settings: RegistrySettings) -> None:
     import uvicorn
 
-    from .app import create_app
+    from .app import create_app, settle_heap
 
     config = uvicorn.Config(
         create_app(settings),
@@ -53,6 +53,8 @@ def _serve(settings: RegistrySettings) -> None:
         ws="none",
         timeout_graceful_shutdown=10,
     )
+    config.load()  # uvicorn's own modules too, before the heap is settled
+    settle_heap()
     uvicorn.Server(config).run()
 
 

@@ -24,7 +24,7 @@ from ..auth import Principal
 from ..models import Environment, Project
 from ..prompts.errors import UnresolvedPartial
 from ..revisions.resolve import served_versions
-from .catalog import Catalog, Line, chunks
+from .catalog import Catalog, Line, chunks, uuid_order
 
 __all__ = ["Pin", "pin_references", "partial_references"]
 
@@ -132,7 +132,10 @@ class _Pinner:
 
     async def run(self, wanted: dict[uuid.UUID, set[int]]) -> list[Pin]:
         pins: list[Pin] = []
-        frontier: list[Ref] = sorted((pid, n) for pid, numbers in wanted.items() for n in numbers)
+        frontier: list[Ref] = sorted(
+            ((pid, n) for pid, numbers in wanted.items() for n in numbers),
+            key=lambda ref: (uuid_order(ref[0]), ref[1]),
+        )
         while frontier:
             lines = self.catalog.lines
             await self.catalog.load_contents(lines[pid].versions[n].id for pid, n in frontier)
