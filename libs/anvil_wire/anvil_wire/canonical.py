@@ -48,7 +48,7 @@ def canonical_json(value: Any) -> bytes:
 
 def plain_canonical_json(value: Any) -> bytes:
     """``canonical_json`` of a value already known to be plain: only strings, booleans, null,
-    integers within 2**53-1, floats Python and ECMAScript write alike (``_plain_float``), and
+    integers within 2**53-1, floats Python and ECMAScript write alike (``plain_float``), and
     dicts and lists of them whose keys sort alike in code points and UTF-16 (for example a
     manifest ``validate_manifest`` accepted). Anything else may give non-canonical bytes."""
     return _c_encode(value).encode("utf-8")
@@ -95,7 +95,8 @@ def _plain_keys(obj: dict[Any, Any]) -> bool:
     return keys.isascii() or max(keys) < _FIRST_UNPLAIN_KEY_CHAR
 
 
-def _plain_float(value: float) -> bool:
+def plain_float(value: float) -> bool:
+    """True when Python's ``repr`` of this float is its RFC 8785 (ECMAScript) form."""
     # Inside [1e-4, 1e16) Python's repr uses fixed notation with the same shortest digits as
     # ECMAScript, except that integral values keep a ".0" that ECMAScript drops.
     return 1e-4 <= abs(value) < 1e16 and not value.is_integer()
@@ -124,7 +125,7 @@ def _plain(value: Any) -> bool:
             if not -MAX_SAFE_INTEGER <= item <= MAX_SAFE_INTEGER:
                 return False
         elif kind is float:
-            if not _plain_float(item):
+            if not plain_float(item):
                 return False
         else:
             return False

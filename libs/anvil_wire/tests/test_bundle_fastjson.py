@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import random
 from typing import Any
 
 import pytest
 
-from anvil_wire.bundles import BundleMalformed, assemble_manifest
+from anvil_wire.bundles import BundleMalformed, assemble_manifest, parse_plain
 from anvil_wire.bundles.fastjson import canonical_bytes, parse_canonical, plain_bytes
+from anvil_wire.canonical import _plain
 from anvil_wire.canonical import canonical_json_reference as canonical_json
 
 ALPHABET = 'az AZ09"\\/\b\f\n\r\t\x00\x1f\x7f é€ \u2028 \ud7ff \ue000 \uffff 😀 𝄞'
@@ -154,3 +156,68 @@ def test_parse_canonical_accepts_canonical_json(text: bytes) -> None:
 def test_parse_canonical_refuses_anything_else(text: bytes, why: str) -> None:
     with pytest.raises(BundleMalformed, match=f"^it is {why}"):
         parse_canonical(text, "it")
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_parse_plain_parses_as_json_loads_and_says_plain_only_of_plain_values(seed: int) -> None:
+    rng = random.Random(seed)
+    for _ in range(300):
+        value = random_value(rng)
+        try:
+            text = json.dumps(value, ensure_ascii=rng.random() < 0.3)
+        except ValueError:
+            continue
+        parsed, plain = parse_plain(text.encode())
+        assert json.dumps(parsed) == json.dumps(json.loads(text))
+        if plain:
+            assert _plain(parsed), text
+            assert json.dumps(parsed, ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode() == (
+                canonical_json(parsed)
+            )
+        elif "\\" not in text and text.isascii():
+            assert not _plain(parsed), text  # only an escape or a character from U+D800 is a false alarm
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"a": 1, "b": [2.5, "x", null, true]}',
+        '{"é": "\u4e2d", "n": -9007199254740991}',
+        "[]",
+    ],
+)
+def test_parse_plain_says_plain(text: str) -> None:
+    assert parse_plain(text.encode()) == (json.loads(text), True)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"n": 9007199254740992}',
+        '{"n": -9007199254740992}',
+        '{"f": 1.0}',
+        '{"f": 1e21}',
+        '{"f": 1e-7}',
+        '{"f": NaN}',
+        '{"f": -Infinity}',
+        '{"\ue000": 1}',
+        '{"\U0001f600": 1}',
+        '{"\\ue000": 1}',
+        '{"k": "\\ud800"}',
+    ],
+)
+def test_parse_plain_says_not_plain(text: str) -> None:
+    value, plain = parse_plain(text.encode("utf-8", "surrogatepass"))
+    assert not plain
+    assert json.dumps(value) == json.dumps(json.loads(text.encode("utf-8", "surrogatepass")))
+
+
+@pytest.mark.parametrize("data", [b"", b"{", b'{"a": 01}', b"\xff\xfe{", b'{"a": "\xff"}', b"\xef\xbb\xbf{}"])
+def test_parse_plain_fails_as_json_loads(data: bytes) -> None:
+    try:
+        expected: Any = json.loads(data)
+    except ValueError as exc:
+        with pytest.raises(type(exc)):
+            parse_plain(data)
+    else:
+        assert parse_plain(data)[0] == expected

@@ -8,19 +8,21 @@ the one scope the call needs. A problem+json answer becomes :class:`RegistryProb
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, NamedTuple, TypedDict
 from urllib.parse import quote
 
 import httpx
 
 from anvil_common.jwt import TokenIssuer
+from anvil_wire.bundles import parse_plain
 
 __all__ = [
     "SUBJECT",
     "Selection",
     "SnapshotRequest",
+    "SnapshotAnswer",
     "ImportStateRequest",
     "ApplyResult",
     "RegistryError",
@@ -54,6 +56,11 @@ class ProjectNames(TypedDict):
 
 class ImportStateRequest(TypedDict):
     projects: dict[str, ProjectNames]
+
+
+class SnapshotAnswer(NamedTuple):
+    body: dict[str, Any]  # the snapshot: the manifest members and contents
+    plain: bool  # parse_plain: every value in it is plain (its contents need no walk to encode)
 
 
 @dataclass(frozen=True)
@@ -125,9 +132,10 @@ class RegistryClient:
 
     async def read_snapshot(
         self, organisation: str, request: SnapshotRequest, *, project: str | None = None
-    ) -> dict[str, Any]:
+    ) -> SnapshotAnswer:
         """B1 ``read_snapshot``: the manifest members of an export, plus every content."""
-        return await self._post_json(organisation, "snapshot", request, project, "bundles:export")
+        response = await self._post(organisation, "snapshot", request, project, "bundles:export")
+        return SnapshotAnswer(*_decoded(response, lambda: parse_plain(response.content)))
 
     async def read_import_state(
         self,
@@ -201,12 +209,17 @@ def _problem(response: httpx.Response) -> dict[str, Any]:
 
 
 def _json_object(response: httpx.Response) -> dict[str, Any]:
+    return _decoded(response, lambda: (response.json(), False))[0]
+
+
+def _decoded(response: httpx.Response, parse: Callable[[], tuple[Any, bool]]) -> tuple[dict[str, Any], bool]:
+    """The JSON object ``parse`` makes of the response's body, and the flag it gives with it."""
     try:
-        body = response.json()
+        body, flag = parse()
     except ValueError as exc:
         raise RegistryUnavailable(
             f"registry answered {response.status_code} with a body that is not JSON"
         ) from exc
     if not isinstance(body, dict):
         raise RegistryUnavailable(f"registry answered {response.status_code} with JSON that is not an object")
-    return body
+    return body, flag

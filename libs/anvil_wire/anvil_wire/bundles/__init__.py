@@ -15,6 +15,7 @@ from .errors import (
     BundleUntrustedKey,
     BundleVersionUnsupported,
 )
+from .fastjson import parse_plain
 from .manifest import validate_manifest
 from .reader import Bundle, peek_version, read_bundle
 from .seal import Seal, TrustedKeys, make_seal, verify_seal
@@ -60,6 +61,7 @@ __all__ = [
     "verify_seal",
     "validate_manifest",
     "assemble_manifest",
+    "parse_plain",
     "write_bundle",
     "WrittenBundle",
     "read_bundle",

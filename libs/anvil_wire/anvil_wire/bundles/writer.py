@@ -81,11 +81,26 @@ def _encode(digest: Any, content: Any) -> bytes:
     except (TypeError, ValueError) as exc:
         raise BundleMalformed(f"content {digest!r} is not representable as canonical JSON: {exc}") from None
     if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
-        raise BundleDigestMismatch(
-            f"content listed as {digest!r} does not hash to that digest: it is not the canonical "
-            "JSON of a prompt content in normal form, or it was changed"
-        )
+        raise _mismatch(digest)
     return data
+
+
+def _encode_plain(digest: Any, content: Any) -> bytes:
+    """``_encode`` of a content known to be plain (see ``assemble_manifest``): the same bytes
+    and errors, without the walk that ``canonical_bytes`` makes to find out."""
+    if not isinstance(content, dict):
+        raise BundleMalformed(f"content {digest!r} must be a JSON object (a prompt version's content)")
+    data = plain_bytes(content)
+    if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
+        raise _mismatch(digest)
+    return data
+
+
+def _mismatch(digest: Any) -> BundleDigestMismatch:
+    return BundleDigestMismatch(
+        f"content listed as {digest!r} does not hash to that digest: it is not the canonical "
+        "JSON of a prompt content in normal form, or it was changed"
+    )
 
 
 def _listed_digests(projects: Any) -> set[str] | None:
@@ -113,12 +128,14 @@ def _check_coverage(projects: Any, contents: Mapping[str, Any]) -> None:
 
 
 def assemble_manifest(
-    snapshot: Mapping[str, Any], *, exporter: Mapping[str, str]
+    snapshot: Mapping[str, Any], *, exporter: Mapping[str, str], plain: bool = False
 ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     """The manifest (section 4) and the contents by digest, from a registry export snapshot.
 
     ``snapshot`` holds the manifest members ``selection``, ``options``, ``organisation``,
     ``projects`` and ``dependencies`` plus ``contents`` (digest -> content in normal form).
+    ``plain=True`` says that every content is known to be plain (``parse_plain`` said so of the
+    snapshot it parsed): each is then encoded without being walked first, to the same bytes.
     Raises BundleDigestMismatch for a content that does not hash to its digest, a version
     without content or a content no version names; BundleMalformed (or another BundleError)
     when the result is not a valid manifest.
@@ -131,10 +148,11 @@ def assemble_manifest(
         raise BundleMalformed("the export snapshot's contents must map digests to contents")
     _check_coverage(snapshot["projects"], raw)
     contents = _Contents()
+    encode = _encode_plain if plain else _encode
     for digest in sorted(raw):
         content = raw[digest]
         contents[digest] = content
-        contents.encoded[digest] = (content, _encode(digest, content))
+        contents.encoded[digest] = (content, encode(digest, content))
     manifest: dict[str, Any] = {
         "format": FORMAT,
         "version": FORMAT_VERSION,

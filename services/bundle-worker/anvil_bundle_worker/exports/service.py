@@ -19,7 +19,7 @@ from ..bundles.errors import BundleTooLarge, bundle_problem
 from ..jobs.errors import registry_problem
 from ..jobs.runtime import JobFailed, JobOutcome
 from ..models import Job
-from ..registry_client import RegistryError, SnapshotRequest
+from ..registry_client import RegistryError, SnapshotAnswer, SnapshotRequest
 from ..state import WorkerState
 from ..storage import NewBundle
 from .schemas import ExportCreate
@@ -96,10 +96,11 @@ async def run_export(lease: queue.Lease, state: WorkerState) -> JobOutcome:
 
 
 def _build(
-    snapshot: dict[str, Any], exporter: dict[str, str], state: WorkerState
+    snapshot: SnapshotAnswer, exporter: dict[str, str], state: WorkerState
 ) -> tuple[bytes, str, dict[str, Any]]:
     try:
-        manifest, contents = assemble_manifest(snapshot, exporter=exporter)
+        # plain: the client's parser saw every value in the answer (so every content) is plain.
+        manifest, contents = assemble_manifest(snapshot.body, exporter=exporter, plain=snapshot.plain)
         written = write_bundle(manifest, contents, state.keyset.active)
     except BundleError as exc:
         raise JobFailed(bundle_problem(exc)) from exc

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, Text, cast, select
+from sqlalchemy import ColumnElement, Select, Text, Uuid, any_, cast, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..models import Organisation, Project, Prompt, PromptVersion
@@ -44,6 +45,18 @@ def uuid_order(value: uuid.UUID) -> int:
     """Sort key giving UUIDs their own order, with C comparisons (UUID's ``<`` is Python code:
     sorting 10,000 ids by it takes ~10 ms, by this key ~2 ms)."""
     return value.int
+
+
+def among(column: Any, session: AsyncSession, ids: list[uuid.UUID]) -> ColumnElement[bool]:
+    """``column IN ids``; on Postgres ``column = ANY($1)``, one array parameter rather than one
+    parameter per id (which SQLAlchemy renders and asyncpg encodes on every call)."""
+    bind = session.bind
+    clause: ColumnElement[bool]
+    if bind is not None and bind.dialect.name == "postgresql":
+        clause = column == any_(cast(ids, ARRAY(Uuid)))
+    else:
+        clause = column.in_(ids)
+    return clause
 
 
 def chunks(items: Iterable[T], size: int = CHUNK) -> Iterator[list[T]]:
@@ -150,7 +163,7 @@ class Catalog:
                 PromptVersion.number,
                 PromptVersion.content_hash,
                 PromptVersion.message,
-            ).where(PromptVersion.prompt_id.in_(batch))
+            ).where(among(PromptVersion.prompt_id, self.session, batch))
             # Unpacked rows: attribute access on a result row costs more than the rest of the loop.
             for version_id, prompt_id, number, digest, message in await self.session.execute(stmt):
                 lines[prompt_id].versions[number] = VersionMeta(version_id, number, digest, message)
@@ -184,7 +197,7 @@ class Catalog:
             # The stored text, undecoded (Postgres prints jsonb, SQLite keeps what was written):
             # valid JSON of the content either way.
             text = cast(PromptVersion.content, Text)
-            stmt = select(PromptVersion.id, text).where(PromptVersion.id.in_(batch))
+            stmt = select(PromptVersion.id, text).where(among(PromptVersion.id, self.session, batch))
             for version_id, content in await self.session.execute(stmt):
                 self.contents[version_id] = content
 
