@@ -20,8 +20,8 @@ import uuid
 from collections.abc import Mapping
 
 from prometheus_client import Counter
-from sqlalchemy.engine import make_url
 
+from anvil_common.listen import PostgresListener
 from anvil_common.problems import Problem
 
 from . import queue
@@ -64,11 +64,10 @@ def _jobs_counter(state: WorkerState) -> Counter:
     return counter
 
 
-class JobListener:
-    """LISTEN for queue.enqueue's notices on one dedicated asyncpg connection and wake the loops
-    that subscribed. Only a shortcut: a loop still polls, so a notice lost while the connection
-    was down (it reconnects after ``retry_seconds``, and wakes every loop when it has) delays a
-    job by one poll at most."""
+class JobListener(PostgresListener):
+    """LISTEN for queue.enqueue's notices and wake the loops that subscribed. Only a shortcut: a
+    loop still polls, so a notice lost while the connection was down (it reconnects after
+    ``retry_seconds``, and wakes every loop when it has) delays a job by one poll at most."""
 
     def __init__(
         self,
@@ -78,13 +77,16 @@ class JobListener:
         retry_seconds: float = 1.0,
         keepalive_seconds: float = 30.0,
     ) -> None:
-        self._dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+        super().__init__(
+            url,
+            queue.CHANNEL,
+            name="anvil-bundle-worker",
+            log=log,
+            retry_seconds=retry_seconds,
+            keepalive_seconds=keepalive_seconds,
+        )
         self.schema = schema
-        self._retry = retry_seconds
-        self._keepalive = keepalive_seconds
         self._wakeups: list[asyncio.Event] = []
-        self._task: asyncio.Task[None] | None = None
-        self.connected = asyncio.Event()
 
     def subscribe(self) -> asyncio.Event:
         """An event set on every notice (the loop clears it before it looks for a job)."""
@@ -96,50 +98,12 @@ class JobListener:
         for event in self._wakeups:
             event.set()
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="anvil-jobs-listen")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+    def on_notify(self, payload: str) -> None:
         if self.schema is None or payload == self.schema:
             self.wake()
 
-    async def _run(self) -> None:
-        import asyncpg
-
-        while True:
-            conn = None
-            try:
-                conn = await asyncpg.connect(
-                    self._dsn, server_settings={"application_name": "anvil-bundle-worker-listen"}
-                )
-                await conn.add_listener(queue.CHANNEL, self._on_notify)
-                self.connected.set()
-                self.wake()  # whatever was queued while nobody listened
-                closed = asyncio.Event()
-                conn.add_termination_listener(lambda _c, closed=closed: closed.set())
-                while not closed.is_set():
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(closed.wait(), self._keepalive)
-                    if not closed.is_set():
-                        await asyncio.wait_for(conn.execute("SELECT 1"), self._keepalive)
-                log.warning("job listener connection closed; reconnecting")
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("job listener: %s; polling only, retrying in %ss", exc, self._retry)
-            finally:
-                self.connected.clear()
-                if conn is not None:
-                    with contextlib.suppress(Exception):
-                        await conn.close(timeout=1)
-            await asyncio.sleep(self._retry)
+    def on_listening(self) -> None:
+        self.wake()  # whatever was queued while nobody listened
 
 
 class Worker:

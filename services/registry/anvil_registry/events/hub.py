@@ -10,12 +10,10 @@ database-wide, and a listener given its schema ignores registries living in othe
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
-from typing import Any
 
-from sqlalchemy.engine import make_url
+from anvil_common.listen import PostgresListener as BaseListener
 
 __all__ = ["CHANNEL", "EventHub", "PostgresListener"]
 
@@ -62,12 +60,9 @@ class EventHub:
         return True
 
 
-class PostgresListener:
-    """LISTEN on one dedicated asyncpg connection; reconnects and re-notifies after a drop.
-
-    The connection is checked every ``keepalive_seconds`` so a silently dropped one (no FIN,
-    no termination callback) is noticed; that check is one round trip, not a feed query.
-    """
+class PostgresListener(BaseListener):
+    """Wakes the hub on every ``anvil_events`` notice of this registry's schema (and once each
+    time it is listening again, for what committed while it was not)."""
 
     def __init__(
         self,
@@ -78,57 +73,22 @@ class PostgresListener:
         schema: str | None = None,
         keepalive_seconds: float = 30.0,
     ) -> None:
-        self._dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+        super().__init__(
+            url,
+            CHANNEL,
+            name="anvil-registry",
+            log=log,
+            retry_seconds=retry_seconds,
+            keepalive_seconds=keepalive_seconds,
+        )
         self._hub = hub
-        self._retry = retry_seconds
-        self._keepalive = keepalive_seconds
         self.schema = schema
-        self._task: asyncio.Task[None] | None = None
-        self.connected = asyncio.Event()
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="anvil-events-listen")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    def _on_notify(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+    def on_notify(self, payload: str) -> None:
         schema, sep, _event_id = payload.rpartition(":")
         if self.schema is not None and sep and schema != self.schema:
             return
         self._hub.notify()
 
-    async def _run(self) -> None:
-        import asyncpg
-
-        while True:
-            conn = None
-            try:
-                conn = await asyncpg.connect(
-                    self._dsn, server_settings={"application_name": "anvil-registry-listen"}
-                )
-                await conn.add_listener(CHANNEL, self._on_notify)
-                self.connected.set()
-                # Whatever committed while we were not listening: wake everyone to re-check.
-                self._hub.notify()
-                closed = asyncio.Event()
-                conn.add_termination_listener(lambda _c, closed=closed: closed.set())
-                while not closed.is_set():
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(closed.wait(), self._keepalive)
-                    if not closed.is_set():
-                        await asyncio.wait_for(conn.execute("SELECT 1"), self._keepalive)
-                log.warning("event listener connection closed; reconnecting")
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("event listener lost its connection: %s", exc)
-            finally:
-                self.connected.clear()
-                if conn is not None and not conn.is_closed():
-                    with contextlib.suppress(Exception):
-                        await conn.close()
-            await asyncio.sleep(self._retry)
+    def on_listening(self) -> None:
+        self._hub.notify()
