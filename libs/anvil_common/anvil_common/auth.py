@@ -15,7 +15,7 @@ from .jwt import Claims, TokenInvalid, TokenVerifier
 from .problems import Forbidden, NotFound
 from .scopes import KIND_SCOPES
 
-__all__ = ["BasePrincipal", "bearer_token", "verify_bearer", "scope_requirement"]
+__all__ = ["BasePrincipal", "bearer_token", "verify_bearer", "accept_claims", "scope_requirement"]
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,13 @@ async def verify_bearer(
 ) -> Claims:
     """The verified claims of the request's bearer token; any problem with it is a 401."""
     claims = verifier.verify(bearer_token(request.headers.get("authorization")))
-    if await is_revoked(claims.jti):
+    return accept_claims(claims, revoked=await is_revoked(claims.jti))
+
+
+def accept_claims(claims: Claims, *, revoked: bool) -> Claims:
+    """What every service checks once a token's signature and claims verified: that it is not
+    revoked, and holds only scopes its kind may hold (TokenInvalid, a 401, otherwise)."""
+    if revoked:
         raise TokenInvalid("token has been revoked")
     if not claims.scopes <= KIND_SCOPES[claims.kind]:
         raise TokenInvalid("token carries scopes its kind may not hold")

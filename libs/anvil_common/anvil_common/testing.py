@@ -208,17 +208,18 @@ def free_port() -> int:
 
 
 @contextlib.asynccontextmanager
-async def serve(app: ASGIApp) -> AsyncIterator[str]:
+async def serve(app: ASGIApp, *, ws: Any = "none") -> AsyncIterator[str]:
     """``app`` served by a real uvicorn on a loopback port of its own, until the exit; its URL.
 
-    The app's lifespan is the caller's (uvicorn runs it with ``lifespan="off"``).
+    The app's lifespan is the caller's (uvicorn runs it with ``lifespan="off"``); ``ws`` serves
+    WebSocket upgrades (uvicorn's ``Config(ws=...)``).
     """
     # The socket is bound here, not by uvicorn, so the port is known before the server starts.
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, lifespan="off", log_config=None, ws="none"))
+    server = uvicorn.Server(uvicorn.Config(app, lifespan="off", log_config=None, ws=ws))
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
         while not server.started:  # uvicorn exposes only a flag

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from anvil_wire.bundles import BundleMalformed, assemble_manifest, parse_plain
+from anvil_wire.bundles import BundleMalformed, assemble_manifest, parse_plain, parse_plain_spliced
 from anvil_wire.bundles.fastjson import canonical_bytes, parse_canonical, plain_bytes
 from anvil_wire.canonical import _plain
 from anvil_wire.canonical import canonical_json_reference as canonical_json
@@ -221,3 +221,50 @@ def test_parse_plain_fails_as_json_loads(data: bytes) -> None:
             parse_plain(data)
     else:
         assert parse_plain(data)[0] == expected
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_parse_plain_spliced_parses_as_parse_plain_and_gives_each_members_text(seed: int) -> None:
+    rng = random.Random(seed)
+    for _ in range(200):
+        members = {f"k{i}": random_value(rng) for i in range(rng.randrange(4))}
+        outer = {"head": random_value(rng), "contents": members, "tail": random_value(rng)}
+        try:
+            text = json.dumps(outer, ensure_ascii=rng.random() < 0.3, indent=rng.choice([None, 1]))
+        except ValueError:
+            continue
+        value, plain, texts = parse_plain_spliced(text.encode(), "contents")
+        assert (value, plain) == parse_plain(text.encode())
+        assert set(texts) == set(members)
+        for key, raw in texts.items():
+            assert json.dumps(json.loads(raw)) == json.dumps(members[key])
+            assert raw in text
+
+
+@pytest.mark.parametrize(
+    ("text", "texts"),
+    [
+        ('{"contents": {"a": {"x": [1, 2]}, "b": "s"}}', {"a": '{"x": [1, 2]}', "b": '"s"'}),
+        (' {"contents":{}} ', {}),
+        ('{"contents": 5}', {}),  # not an object: nothing to splice
+        ("[1, 2]", {}),
+        ('{"contents": {"a": 1}, "contents": {"b": 2}}', {"b": "2"}),  # the last one counts
+        ('{"other": {"a": 1}}', {}),
+    ],
+)
+def test_parse_plain_spliced_texts(text: str, texts: dict[str, str]) -> None:
+    assert parse_plain_spliced(text, "contents") == (*parse_plain(text), texts)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"", b"{", b'{"contents": {"a": 01}}', b'{"contents": {"a": 1}} x', b"\xef\xbb\xbf{}", b'{"a" 1}'],
+)
+def test_parse_plain_spliced_fails_as_json_loads(data: bytes) -> None:
+    try:
+        expected: Any = json.loads(data)
+    except ValueError as exc:
+        with pytest.raises(type(exc)):
+            parse_plain_spliced(data, "contents")
+    else:
+        assert parse_plain_spliced(data, "contents")[0] == expected

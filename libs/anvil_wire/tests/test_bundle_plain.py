@@ -11,13 +11,14 @@ from typing import Any
 
 import pytest
 
-from anvil_wire import KeySet
+from anvil_wire import KeySet, canonical_json
 from anvil_wire.bundles import (
     BundleDigestMismatch,
     BundleError,
     BundleMalformed,
     assemble_manifest,
     parse_plain,
+    parse_plain_spliced,
     write_bundle,
 )
 
@@ -80,3 +81,46 @@ def test_plain_contents_are_refused_as_others_are(
         assemble_manifest(copy.deepcopy(snapshot), exporter=exporter)
     with pytest.raises(error, match=message):
         assemble_manifest(snapshot, exporter=exporter, plain=True)
+
+
+def test_spliced_texts_make_the_same_manifest_and_bundle(
+    snapshot: dict[str, Any], exporter: dict[str, str], bundle_keys: KeySet
+) -> None:
+    expected_manifest, expected_contents = assemble_manifest(copy.deepcopy(snapshot), exporter=exporter)
+    expected = write_bundle(expected_manifest, expected_contents, bundle_keys.active, created_at=WHEN)
+    # As the registry answers: every content's canonical JSON, spliced into the snapshot.
+    head = json.dumps({k: v for k, v in snapshot.items() if k != "contents"})
+    spliced = ",".join(
+        f"{json.dumps(d)}:{canonical_json(c).decode()}" for d, c in sorted(snapshot["contents"].items())
+    )
+    parsed, plain, texts = parse_plain_spliced(f'{head[:-1]}, "contents": {{{spliced}}}}}', "contents")
+    assert set(texts) == set(snapshot["contents"])
+    manifest, contents = assemble_manifest(parsed, exporter=exporter, plain=plain, texts=texts)
+    assert (manifest, contents) == (expected_manifest, expected_contents)
+    written = write_bundle(manifest, contents, bundle_keys.active, created_at=WHEN)
+    assert body_member(written.data) == body_member(expected.data)
+
+
+def test_a_text_that_is_not_the_canonical_json_of_its_digest_is_encoded_instead(
+    snapshot: dict[str, Any], exporter: dict[str, str], bundle_keys: KeySet
+) -> None:
+    expected_manifest, expected_contents = assemble_manifest(copy.deepcopy(snapshot), exporter=exporter)
+    expected = write_bundle(expected_manifest, expected_contents, bundle_keys.active, created_at=WHEN)
+    digests = sorted(snapshot["contents"])
+    texts = {
+        digests[0]: json.dumps(snapshot["contents"][digests[0]], indent=2),  # valid JSON, not canonical
+        digests[1]: canonical_json({"template": "something else"}).decode(),  # another content
+    }
+    manifest, contents = assemble_manifest(copy.deepcopy(snapshot), exporter=exporter, texts=texts)
+    written = write_bundle(manifest, contents, bundle_keys.active, created_at=WHEN)
+    assert body_member(written.data) == body_member(expected.data)
+
+
+def test_a_spliced_text_does_not_excuse_a_content_that_is_not_an_object(
+    snapshot: dict[str, Any], exporter: dict[str, str]
+) -> None:
+    digest = sorted(snapshot["contents"])[0]
+    text = canonical_json(snapshot["contents"][digest]).decode()
+    snapshot["contents"][digest] = ["not", "an", "object"]
+    with pytest.raises(BundleMalformed, match="must be a JSON object"):
+        assemble_manifest(snapshot, exporter=exporter, texts={digest: text})

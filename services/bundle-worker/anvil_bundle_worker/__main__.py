@@ -8,32 +8,17 @@ import sys
 from typing import Any
 
 from anvil_common.observability import configure_logging
+from anvil_common.serving import fail, serve_app
 
 from .settings import WorkerSettings
 
-
-def _fail(message: str) -> int:
-    print(f"anvil-bundle-worker: {message}", file=sys.stderr)
-    return 1
+PROG = "anvil-bundle-worker"
 
 
 def _serve(settings: WorkerSettings) -> None:
-    import uvicorn
+    from .app import create_app
 
-    from .app import create_app, settle_heap
-
-    config = uvicorn.Config(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        proxy_headers=True,
-        ws="none",
-        timeout_graceful_shutdown=10,
-    )
-    config.load()  # uvicorn's own modules too, before the heap is settled
-    settle_heap()
-    uvicorn.Server(config).run()
+    serve_app(create_app(settings), host=settings.host, port=settings.port)
 
 
 async def _migrate(settings: WorkerSettings) -> None:
@@ -70,14 +55,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = WorkerSettings(**_overrides(args))
     except Exception as exc:
-        return _fail(f"invalid settings: {exc}".splitlines()[0])
+        return fail(PROG, f"invalid settings: {exc}".splitlines()[0])
     configure_logging("bundle-worker", level=settings.log_level, as_json=settings.log_json)
     try:
         if args.command == "api":
             _serve(settings)
         elif args.command == "work":
             if args.concurrency < 1:
-                return _fail("--concurrency must be at least 1")
+                return fail(PROG, "--concurrency must be at least 1")
             from .worker import run_workers
 
             asyncio.run(run_workers(settings, concurrency=args.concurrency))
@@ -87,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except (OSError, ValueError) as exc:
-        return _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        return fail(PROG, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
     return 0
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -38,30 +37,11 @@ __all__ = [
     "migrate_database",
     "worker_alembic_config",
     "VERSION_TABLE",
-    "settle_heap",
 ]
 
 log = logging.getLogger("anvil.bundle_worker")
 MIGRATIONS = Path(__file__).parent / "migrations"
 VERSION_TABLE = "alembic_version_bundle_worker"
-
-
-GC_THRESHOLDS = (50_000, 20, 10)
-
-
-def settle_heap() -> None:
-    """Move what startup built (modules, routes, settings: it lives as long as the process) out
-    of the cyclic garbage collector's sight, so that a full collection during a large job walks
-    only that job's objects (~10 ms instead of ~100 ms while a 1,000-object bundle is built).
-    The api and work commands call it once, before serving; an app a test builds stays
-    collectable."""
-    gc.collect()
-    gc.freeze()
-    # A 10,000-prompt snapshot, bundle or import allocates millions of objects that live for
-    # the whole request, and at the default thresholds (700, 10, 10) they cost ~4 full
-    # collections per request (~300 ms at 10,000). Young collections every 50,000 allocations
-    # (a few MB of garbage at most) cut that to about one and the whole request by ~20%.
-    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def worker_alembic_config() -> Config:

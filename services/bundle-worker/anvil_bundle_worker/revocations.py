@@ -17,11 +17,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from datetime import UTC, datetime
 
 import httpx
 
 from anvil_common.jwt import TokenIssuer
+from anvil_common.revocations import parse_revocations
 
 __all__ = ["RevocationCache", "RevocationsUnavailable", "SUBJECT", "SCOPE", "FETCH_TIMEOUT_SECONDS"]
 
@@ -150,25 +150,12 @@ def _detail(response: httpx.Response) -> str:
 
 
 def _parse(response: httpx.Response) -> dict[str, float]:
-    """``{"revoked": [{"jti", "expires_at"}...]}`` → jti → expiry; anything else is refused whole."""
+    """The list in the answer; anything else is refused whole."""
     try:
         body = response.json()
     except ValueError as exc:
         raise RevocationsUnavailable("registry answered a revocation list that is not JSON") from exc
-    items = body.get("revoked") if isinstance(body, dict) else None
-    if not isinstance(items, list):
-        raise RevocationsUnavailable("registry answered a revocation list without 'revoked'")
-    revoked: dict[str, float] = {}
-    for item in items:
-        jti = item.get("jti") if isinstance(item, dict) else None
-        expires = item.get("expires_at") if isinstance(item, dict) else None
-        if not isinstance(jti, str) or not isinstance(expires, str):
-            raise RevocationsUnavailable("registry answered a malformed revocation entry")
-        try:
-            expires_at = datetime.fromisoformat(expires.replace("Z", "+00:00"))
-        except ValueError as exc:
-            raise RevocationsUnavailable(f"registry answered a malformed expiry {expires!r}") from exc
-        if expires_at.tzinfo is None:
-            expires_at = expires_at.replace(tzinfo=UTC)
-        revoked[jti] = expires_at.timestamp()
-    return revoked
+    try:
+        return parse_revocations(body)
+    except ValueError as exc:
+        raise RevocationsUnavailable(f"registry answered {exc}") from exc

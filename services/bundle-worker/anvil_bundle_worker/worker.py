@@ -253,7 +253,9 @@ async def run_workers(
     settings: WorkerSettings, *, concurrency: int = 1, stop: asyncio.Event | None = None
 ) -> None:
     """The ``work`` command: ``concurrency`` loops until SIGTERM or SIGINT (or ``stop``)."""
-    from .app import build_state, close_state, settle_heap
+    from anvil_common.serving import settle_heap
+
+    from .app import build_state, close_state
     from .maintenance import run_retention_loop
 
     state = build_state(settings)

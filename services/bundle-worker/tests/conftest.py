@@ -5,15 +5,14 @@ migrated database, sharing the instance key set with the worker."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
+from live_registry import LiveRegistry, Seeder, registry_template_db, start_live_registry
 
 from anvil_bundle_worker.app import create_app, migrate_database
 from anvil_bundle_worker.auth import AUDIENCE, KIND_SCOPES
@@ -154,27 +153,13 @@ async def live_worker(app: FastAPI) -> AsyncIterator[str]:
         yield url
 
 
-# -- a real registry, for end-to-end tests ----------------------------------------------------------
-
-
-@dataclass
-class LiveRegistry:
-    url: str
-    app: FastAPI
-    client: httpx.AsyncClient
-    snapshot: Snapshot
-
-    @property
-    def state(self) -> Any:
-        return self.app.state.registry
+# -- a real registry, for end-to-end tests (services/registry/tests/live_registry.py) --------------
 
 
 @pytest.fixture(scope="session")
 def registry_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TemplateDatabase]:
-    from anvil_registry.app import migrate_database as migrate_registry
-
-    with migrated_template(migrate_registry, tmp_path_factory.mktemp("registry-db"), prefix="registry") as t:
-        yield t
+    with registry_template_db(tmp_path_factory.mktemp("registry-db")) as template:
+        yield template
 
 
 @pytest.fixture
@@ -182,87 +167,10 @@ async def live_registry(
     registry_template: TemplateDatabase, keyset_file: Path, tmp_path: Path
 ) -> AsyncIterator[LiveRegistry]:
     """A real registry (its own migrated database) on a loopback port, sharing the key set."""
-    from anvil_registry.app import create_app as create_registry
-    from anvil_registry.settings import RegistrySettings
-
-    database = await registry_template.fresh()
-    registry_settings = RegistrySettings(
-        database_url=database.url,
-        database_schema=database.schema,
-        data_dir=tmp_path / "registry-data",
-        keys_file=keyset_file,
-        generate_keys=False,
-        public_url=ISSUER,
-        log_json=False,
-    )
-    application = create_registry(registry_settings)
-    async with (
-        application.router.lifespan_context(application),
-        serve(application) as url,
-        httpx.AsyncClient(base_url=url, timeout=30) as http,
-    ):
-        yield LiveRegistry(url, application, http, snapshotter(database))
-
-
-# -- driving the registry and the worker in end-to-end tests ---------------------------------------
-
-
-class Seeder:
-    """Writes test data into the live registry through its public API (as an instance admin)."""
-
-    def __init__(self, registry: LiveRegistry, token: str) -> None:
-        self.http = registry.client
-        self.headers = {"Authorization": f"Bearer {token}"}
-
-    async def _post(self, path: str, body: dict[str, Any], headers: dict[str, str] | None = None) -> Any:
-        r = await self.http.post(f"/v1{path}", json=body, headers={**self.headers, **(headers or {})})
-        assert r.status_code in (200, 201), f"POST {path}: {r.status_code} {r.text}"
-        return r.json()
-
-    async def org(self, slug: str, *projects: str) -> None:
-        await self._post("/orgs", {"slug": slug, "name": slug.title()})
-        for project in projects:
-            await self._post(f"/orgs/{slug}/projects", {"slug": project, "name": project.title()})
-
-    async def version(self, org: str, project: str, name: str, template: str, message: str = "") -> int:
-        """Add a version to prompt ``name`` (created on first use); its number."""
-        base = f"/orgs/{org}/projects/{project}/prompts"
-        found = await self.http.get(f"/v1{base}/{name}", headers=self.headers)
-        if found.status_code == 404:
-            await self._post(base, {"name": name})
-        variables = {v: None for v in re.findall(r"\{\{\s*([a-z_][a-z0-9_]*)\s*\}\}", template)}
-        body = {"content": {"template": template, "variables": variables}, "message": message}
-        created = await self._post(f"{base}/{name}/versions", body)
-        return int(created["number"])
-
-    async def prompt_set(self, org: str, project: str, name: str, prompts: list[str]) -> None:
-        await self._post(f"/orgs/{org}/projects/{project}/prompt-sets", {"name": name, "prompts": prompts})
-
-    async def environment(self, org: str, project: str, name: str) -> None:
-        await self._post(f"/orgs/{org}/projects/{project}/environments", {"name": name})
-
-    async def publish(self, org: str, project: str, environment: str, prompts: dict[str, Any]) -> int:
-        url = f"/v1/orgs/{org}/projects/{project}/environments/{environment}"
-        etag = (await self.http.get(url, headers=self.headers)).headers["etag"]
-        revision = await self._post(
-            url.removeprefix("/v1") + "/revisions", {"prompts": prompts}, headers={"If-Match": etag}
-        )
-        return int(revision["number"])
-
-    async def heads(self, org: str, project: str) -> dict[str, int]:
-        """Prompt name -> latest version number (every prompt of the project)."""
-        r = await self.http.get(
-            f"/v1/orgs/{org}/projects/{project}/prompts", params={"page_size": 500}, headers=self.headers
-        )
-        assert r.status_code == 200, r.text
-        return {p["name"]: p["latest_version"] for p in r.json()["items"]}
-
-    async def template(self, org: str, project: str, name: str, number: int) -> Any:
-        r = await self.http.get(
-            f"/v1/orgs/{org}/projects/{project}/prompts/{name}/versions/{number}", headers=self.headers
-        )
-        assert r.status_code == 200, r.text
-        return r.json()["content"]["template"]
+    async with start_live_registry(
+        registry_template, keyset_file, tmp_path / "registry-data", issuer=ISSUER
+    ) as registry:
+        yield registry
 
 
 @pytest.fixture

@@ -9,15 +9,11 @@ import sys
 from datetime import UTC, datetime
 
 from anvil_common.observability import configure_logging
+from anvil_common.serving import fail, serve_app
 
 from .settings import RegistrySettings
 
 ADMIN_TOKEN_FILE = "admin.token"  # noqa: S105 - a file name
-
-
-def _fail(message: str) -> int:
-    print(f"anvil-registry: {message}", file=sys.stderr)
-    return 1
 
 
 async def _migrate(settings: RegistrySettings) -> None:
@@ -39,23 +35,13 @@ async def _issue_admin_token(settings: RegistrySettings, ttl_hours: int) -> str:
     return token
 
 
+PROG = "anvil-registry"
+
+
 def _serve(settings: RegistrySettings) -> None:
-    import uvicorn
+    from .app import create_app
 
-    from .app import create_app, settle_heap
-
-    config = uvicorn.Config(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        proxy_headers=True,
-        ws="none",
-        timeout_graceful_shutdown=10,
-    )
-    config.load()  # uvicorn's own modules too, before the heap is settled
-    settle_heap()
-    uvicorn.Server(config).run()
+    serve_app(create_app(settings), host=settings.host, port=settings.port)
 
 
 def _run(settings: RegistrySettings, *, seed_demo: bool) -> int:
@@ -117,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = RegistrySettings()
     except Exception as exc:
-        return _fail(f"invalid settings: {exc}".splitlines()[0])
+        return fail(PROG, f"invalid settings: {exc}".splitlines()[0])
     configure_logging("registry", level=settings.log_level, as_json=settings.log_json)
     try:
         if args.command == "run":
@@ -140,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except (OSError, ValueError) as exc:
-        return _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        return fail(PROG, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
     return 0
 
 

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import JSON, Table, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from .models import Base
+from .models import Base, CanonicalJSON
 
 __all__ = ["insert_rows"]
 
@@ -38,9 +38,14 @@ async def insert_rows(session: AsyncSession, model: type[Base], rows: Sequence[d
             await session.execute(insert(table), rows[start : start + ROWS_PER_INSERT])
         return
     columns = list(rows[0])
-    as_json = {name for name in columns if isinstance(table.c[name].type, JSON)}
+    # JSON columns as text, each as its column type writes it (CanonicalJSON: canonical JSON).
+    as_json = {
+        name: getattr(table.c[name].type, "serialize", json.dumps)
+        for name in columns
+        if isinstance(table.c[name].type, JSON | CanonicalJSON)
+    }
     records = [
-        tuple(json.dumps(row[name]) if name in as_json else row[name] for name in columns) for row in rows
+        tuple(as_json[name](row[name]) if name in as_json else row[name] for name in columns) for row in rows
     ]
     raw = await connection.get_raw_connection()
     driver: Any = raw.driver_connection  # asyncpg's connection, in this transaction

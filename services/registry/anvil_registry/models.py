@@ -4,17 +4,44 @@ config revisions are immutable; environments and prompts carry counters used as 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, ClassVar
 
 from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint, Uuid
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
 
 from anvil_common.db import UTCDateTime, make_metadata, utcnow
+from anvil_wire import canonical_json
 
 metadata = make_metadata()
 # BIGINT on Postgres, INTEGER (the rowid alias) on SQLite.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class CanonicalJSON(TypeDecorator[dict[str, Any]]):
+    """A JSON column whose stored text is the canonical JSON (RFC 8785) of its value.
+
+    A prompt version's stored text is then exactly the bytes its content hash was taken of, so
+    an export can splice it into a bundle without decoding and encoding it again (the bundle
+    worker checks each against its digest). The column stays JSON (``json`` on Postgres keeps
+    the text as written), so rows written before this type read back unchanged.
+    """
+
+    impl = JSON
+    cache_ok = True
+
+    @staticmethod
+    def serialize(value: Any) -> str:
+        return canonical_json(value).decode()
+
+    def bind_processor(self, dialect: Dialect) -> Callable[[Any], str | None]:
+        def process(value: Any) -> str | None:
+            return None if value is None else self.serialize(value)
+
+        return process
 
 
 class Base(DeclarativeBase):
@@ -81,7 +108,7 @@ class PromptVersion(Base):
     prompt_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("prompts.id"))
     number: Mapped[int]
     content_hash: Mapped[str] = mapped_column(String(71))
-    content: Mapped[dict[str, Any]]
+    content: Mapped[dict[str, Any]] = mapped_column(CanonicalJSON)
     parent_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("prompt_versions.id"))
     origin_instance: Mapped[str | None] = mapped_column(String(500))
     origin_digest: Mapped[str | None] = mapped_column(String(71))

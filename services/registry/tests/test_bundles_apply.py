@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import hashlib
+import json
 import uuid
 from typing import Any
 
@@ -19,12 +21,12 @@ from bundle_testkit import (
     state_of,
     version,
 )
-from sqlalchemy import select
+from sqlalchemy import Text, cast, select
 
 from anvil_common.db import utcnow
 from anvil_registry.auth import KIND_SCOPES
-from anvil_registry.models import Organisation
-from anvil_wire import content_digest, normalize_content, verify_revision
+from anvil_registry.models import Organisation, PromptVersion
+from anvil_wire import canonical_json, content_digest, normalize_content, verify_revision
 
 FULL = {"selection": {"kind": "organisation"}, "history": "full", "environments": True}
 
@@ -96,6 +98,23 @@ async def test_restoring_an_organisation_backup_reproduces_hashes_and_revision_h
     source = await state_of(client, admin_headers, "acme")
     del source["web"]["prompts"]["empty"]  # no version: nothing to carry
     assert await state_of(client, admin_headers, "restored") == source
+
+
+async def test_every_stored_content_is_the_canonical_json_its_hash_was_taken_of(
+    client, admin_headers, backup, restored, state
+):
+    # Versions written one at a time (build_acme, through the ORM) and in bulk (COPY on
+    # Postgres): an export splices this text into its snapshot without encoding it again.
+    r = await _apply(client, restored, restore_body(backup))
+    assert r.status_code == 201, r.text
+    async with state.db.session(write=False) as session:
+        rows = (
+            await session.execute(select(PromptVersion.content_hash, cast(PromptVersion.content, Text)))
+        ).all()
+    assert len(rows) == 2 * 9
+    for content_hash, text in rows:
+        assert text == canonical_json(json.loads(text)).decode()
+        assert "sha256:" + hashlib.sha256(text.encode()).hexdigest() == content_hash
 
 
 async def test_imported_versions_record_their_origin(client, admin_headers, backup, restored):

@@ -15,7 +15,7 @@ from .errors import (
     BundleUntrustedKey,
     BundleVersionUnsupported,
 )
-from .fastjson import parse_plain
+from .fastjson import parse_plain, parse_plain_spliced
 from .manifest import validate_manifest
 from .reader import Bundle, peek_version, read_bundle
 from .seal import Seal, TrustedKeys, make_seal, verify_seal
@@ -62,6 +62,7 @@ __all__ = [
     "validate_manifest",
     "assemble_manifest",
     "parse_plain",
+    "parse_plain_spliced",
     "write_bundle",
     "WrittenBundle",
     "read_bundle",

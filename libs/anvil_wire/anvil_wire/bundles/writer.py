@@ -127,8 +127,22 @@ def _check_coverage(projects: Any, contents: Mapping[str, Any]) -> None:
         )
 
 
+def _spliced(digest: str, content: Any, text: str | None) -> bytes | None:
+    """The given text of a content, if it is the canonical JSON its digest was taken of."""
+    if text is None or not isinstance(content, dict):
+        return None
+    data = text.encode()
+    # A content hash is the SHA-256 of the canonical JSON of the content (prompt-format.md
+    # section 3): text that hashes to it is that JSON, so it needs no encoding of its own.
+    return data if "sha256:" + hashlib.sha256(data).hexdigest() == digest else None
+
+
 def assemble_manifest(
-    snapshot: Mapping[str, Any], *, exporter: Mapping[str, str], plain: bool = False
+    snapshot: Mapping[str, Any],
+    *,
+    exporter: Mapping[str, str],
+    plain: bool = False,
+    texts: Mapping[str, str] | None = None,
 ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     """The manifest (section 4) and the contents by digest, from a registry export snapshot.
 
@@ -136,6 +150,8 @@ def assemble_manifest(
     ``projects`` and ``dependencies`` plus ``contents`` (digest -> content in normal form).
     ``plain=True`` says that every content is known to be plain (``parse_plain`` said so of the
     snapshot it parsed): each is then encoded without being walked first, to the same bytes.
+    ``texts`` maps digests to the JSON text each content was parsed from (``parse_plain_spliced``):
+    a text that hashes to its digest is written as it is, any other content is encoded.
     Raises BundleDigestMismatch for a content that does not hash to its digest, a version
     without content or a content no version names; BundleMalformed (or another BundleError)
     when the result is not a valid manifest.
@@ -149,10 +165,12 @@ def assemble_manifest(
     _check_coverage(snapshot["projects"], raw)
     contents = _Contents()
     encode = _encode_plain if plain else _encode
+    texts = texts or {}
     for digest in sorted(raw):
         content = raw[digest]
         contents[digest] = content
-        contents.encoded[digest] = (content, encode(digest, content))
+        data = _spliced(digest, content, texts.get(digest))
+        contents.encoded[digest] = (content, encode(digest, content) if data is None else data)
     manifest: dict[str, Any] = {
         "format": FORMAT,
         "version": FORMAT_VERSION,

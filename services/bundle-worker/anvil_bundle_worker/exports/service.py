@@ -100,7 +100,9 @@ def _build(
 ) -> tuple[bytes, str, dict[str, Any]]:
     try:
         # plain: the client's parser saw every value in the answer (so every content) is plain.
-        manifest, contents = assemble_manifest(snapshot.body, exporter=exporter, plain=snapshot.plain)
+        manifest, contents = assemble_manifest(
+            snapshot.body, exporter=exporter, plain=snapshot.plain, texts=snapshot.texts
+        )
         written = write_bundle(manifest, contents, state.keyset.active)
     except BundleError as exc:
         raise JobFailed(bundle_problem(exc)) from exc

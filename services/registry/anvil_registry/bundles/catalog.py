@@ -194,8 +194,8 @@ class Catalog:
         """Fetch the contents of these versions (those not fetched yet), as JSON text."""
         missing = sorted({vid for vid in version_ids if vid not in self.contents}, key=uuid_order)
         for batch in chunks(missing):
-            # The stored text, undecoded (Postgres prints jsonb, SQLite keeps what was written):
-            # valid JSON of the content either way.
+            # The stored text, undecoded: the canonical JSON of the content (models.CanonicalJSON),
+            # or for a row written before that type, other valid JSON of it.
             text = cast(PromptVersion.content, Text)
             stmt = select(PromptVersion.id, text).where(among(PromptVersion.id, self.session, batch))
             for version_id, content in await self.session.execute(stmt):
