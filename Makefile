@@ -4,11 +4,11 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PY := $(BIN)/python
 STAMP := $(VENV)/.installed
-MEMBERS := libs/anvil_wire libs/anvil_common services/registry services/bundle-worker clients/cli
+MEMBERS := libs/anvil_wire libs/anvil_common services/registry services/bundle-worker services/push-gateway clients/cli
 PYPROJECTS := $(addsuffix /pyproject.toml,$(MEMBERS))
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run run-worker test test-sqlite test-postgres lint fmt migrate bench bench-registry bench-bundles clean
+.PHONY: help venv run run-worker run-gateway test test-sqlite test-postgres lint fmt migrate bench bench-registry bench-bundles clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -30,9 +30,15 @@ run-worker: $(STAMP) ## Run the bundle worker (API on :8010 + one job loop) besi
 	@$(PY) -m anvil_bundle_worker work & worker=$$!; trap 'kill $$worker 2>/dev/null; wait $$worker' EXIT INT TERM; \
 	$(PY) -m anvil_bundle_worker api
 
-migrate: $(STAMP) ## Apply the registry's and the bundle worker's migrations (each to its own database/schema)
+run-gateway: $(STAMP) ## Run the push gateway (API + /v1/stream on :8020) beside `make run`'s registry
+	$(PY) -m anvil_push_gateway migrate
+	ANVIL_PUSH_GATEWAY_REGISTRY_TOKEN_FILE=$${ANVIL_PUSH_GATEWAY_REGISTRY_TOKEN_FILE:-.anvil/admin.token} \
+	$(PY) -m anvil_push_gateway serve
+
+migrate: $(STAMP) ## Apply every service's migrations (each to its own database/schema)
 	$(PY) -m anvil_registry migrate
 	$(PY) -m anvil_bundle_worker migrate
+	$(PY) -m anvil_push_gateway migrate
 
 test: $(STAMP) ## Every suite on SQLite, then on Postgres (required when CI=true)
 	$(PY) scripts/run_tests.py

@@ -10,6 +10,8 @@ import pytest
 
 from anvil_bundle_worker.settings import WorkerSettings
 from anvil_common import jwt, problems
+from anvil_common.settings import ServiceSettings
+from anvil_push_gateway.settings import GatewaySettings
 from anvil_registry.auth import KIND_SCOPES, SCOPES
 from anvil_registry.prompts.schemas import RESERVED_SEGMENT
 from anvil_registry.settings import RegistrySettings
@@ -153,11 +155,12 @@ def test_event_kinds_table_lists_every_event_the_registry_appends():
     assert appended <= documented, f"undocumented event kinds: {sorted(appended - documented)}"
 
 
-_SETTINGS = {"REGISTRY": RegistrySettings, "BUNDLE_WORKER": WorkerSettings}
+_SETTINGS = {"REGISTRY": RegistrySettings, "BUNDLE_WORKER": WorkerSettings, "PUSH_GATEWAY": GatewaySettings}
 
 
 @pytest.mark.parametrize(
-    "doc", ["docs/api.md", "docs/prompt-format.md", "docs/bundle-worker.md", "README.md"]
+    "doc",
+    ["docs/api.md", "docs/prompt-format.md", "docs/bundle-worker.md", "docs/push-gateway.md", "README.md"],
 )
 @pytest.mark.parametrize("service", sorted(_SETTINGS))
 def test_every_setting_named_in_the_docs_exists(doc, service):
@@ -165,3 +168,15 @@ def test_every_setting_named_in_the_docs_exists(doc, service):
     fields = set(_SETTINGS[service].model_fields)
     named = {m.lower() for m in re.findall(rf"ANVIL_{service}_([A-Z_]+[A-Z])", text)}
     assert named <= fields, sorted(named - fields)
+
+
+def test_push_gateway_md_names_every_gateway_setting_and_only_those():
+    text = (ROOT / "docs" / "push-gateway.md").read_text(encoding="utf-8")
+    own = set(GatewaySettings.model_fields) - set(ServiceSettings.model_fields) | {"port"}
+    # Settings appear bare (`HEARTBEAT_SECONDS`) in its tables and lists.
+    bare = {m for m in re.findall(r"`([A-Z][A-Z_]+[A-Z])`", text) if not m.startswith("ANVIL_")}
+    named = {m.lower() for m in bare - {"GET", "POST"}}
+    named |= {m.lower() for m in re.findall(r"ANVIL_PUSH_GATEWAY_([A-Z_]+[A-Z])", text)}
+    named = {n.removeprefix("_") for n in named}
+    assert named - set(GatewaySettings.model_fields) == set()
+    assert own - named == set()

@@ -1,9 +1,9 @@
-"""Contexts: named (registry URL, bundle-worker URL, token, default org/project) sets stored in
-one JSON file.
+"""Contexts: named (registry URL, bundle-worker URL, push-gateway URL, token, default org/project)
+sets stored in one JSON file.
 
 The file lives at ``$ANVIL_CONFIG`` (default ``~/.config/anvil/config.json``), mode 0600,
-replaced atomically. ``ANVIL_URL``, ``ANVIL_WORKER_URL``, ``ANVIL_TOKEN`` and ``ANVIL_CONTEXT``
-override it.
+replaced atomically. ``ANVIL_URL``, ``ANVIL_WORKER_URL``, ``ANVIL_GATEWAY_URL``, ``ANVIL_TOKEN``
+and ``ANVIL_CONTEXT`` override it.
 """
 
 from __future__ import annotations
@@ -38,7 +38,8 @@ class Context:
     """One stored context. ``allow_http`` records an explicit --insecure-http at login.
 
     ``worker_url`` is the bundle worker's base URL (a second service, same token): never
-    derived from the registry's URL, only set with ``--worker-url`` or ``ANVIL_WORKER_URL``.
+    derived from the registry's URL, only set with ``--worker-url`` or ``ANVIL_WORKER_URL``;
+    ``gateway_url``, the push gateway's, likewise (``--gateway-url``, ``ANVIL_GATEWAY_URL``).
     """
 
     url: str
@@ -47,6 +48,7 @@ class Context:
     project: str | None = None
     allow_http: bool = False
     worker_url: str | None = None
+    gateway_url: str | None = None
 
     def public(self, name: str, *, current: bool) -> dict[str, Any]:
         """What may be shown: everything but the token."""
@@ -55,6 +57,7 @@ class Context:
             "current": current,
             "url": self.url,
             "worker_url": self.worker_url,
+            "gateway_url": self.gateway_url,
             "org": self.org,
             "project": self.project,
             "allow_http": self.allow_http,
@@ -82,6 +85,8 @@ class Resolved:
     allow_http: bool
     worker_url: str | None = None
     worker_allow_http: bool = False
+    gateway_url: str | None = None
+    gateway_allow_http: bool = False
 
 
 def config_path() -> Path:
@@ -99,9 +104,10 @@ def _context(name: str, raw: Any) -> Context:
         or not isinstance(raw.get("token"), str)
     ):
         raise UsageProblem(f"context {name!r} in {config_path()} is malformed; run `anvil login` again")
-    if raw.get("worker_url") is not None and not isinstance(raw["worker_url"], str):
-        raise UsageProblem(f"context {name!r} in {config_path()} is malformed; run `anvil login` again")
-    fields = ("url", "token", "org", "project", "allow_http", "worker_url")
+    for url in ("worker_url", "gateway_url"):
+        if raw.get(url) is not None and not isinstance(raw[url], str):
+            raise UsageProblem(f"context {name!r} in {config_path()} is malformed; run `anvil login` again")
+    fields = ("url", "token", "org", "project", "allow_http", "worker_url", "gateway_url")
     known = {k: raw[k] for k in fields if k in raw}
     return Context(**known)
 
@@ -162,6 +168,7 @@ def resolve(config: Config, context_name: str | None) -> Resolved:
         raise UsageProblem(f"no context named {name!r}; see `anvil context list`")
     url = os.environ.get("ANVIL_URL") or (stored.url if stored else None)
     worker_url = os.environ.get("ANVIL_WORKER_URL") or (stored.worker_url if stored else None)
+    gateway_url = os.environ.get("ANVIL_GATEWAY_URL") or (stored.gateway_url if stored else None)
     allow_http = env_flag("ANVIL_ALLOW_HTTP")
     return Resolved(
         name=name if stored else None,
@@ -174,16 +181,27 @@ def resolve(config: Config, context_name: str | None) -> Resolved:
         worker_url=worker_url,
         worker_allow_http=allow_http
         or bool(stored and stored.allow_http and worker_url and stored.worker_url == worker_url),
+        gateway_url=gateway_url,
+        gateway_allow_http=allow_http
+        or bool(stored and stored.allow_http and gateway_url and stored.gateway_url == gateway_url),
     )
 
 
 def with_defaults(
-    context: Context, *, org: str | None, project: str | None, worker_url: str | None = None
+    context: Context,
+    *,
+    org: str | None,
+    project: str | None,
+    worker_url: str | None = None,
+    gateway_url: str | None = None,
 ) -> Context:
-    """Set (or clear, with an empty string) a context's default org and project and its worker URL."""
+    """Set (or clear, with an empty string) a context's default org and project and its worker and
+    gateway URLs."""
     changes: dict[str, Any] = {}
     if worker_url is not None:
         changes["worker_url"] = worker_url or None
+    if gateway_url is not None:
+        changes["gateway_url"] = gateway_url or None
     if org is not None:
         changes["org"] = org or None
     if project is not None:

@@ -13,6 +13,7 @@ from . import __version__
 from .client import DryRun
 from .commands.bundles import bundle_app, export, import_bundle
 from .commands.context import context_app, login
+from .commands.fleet import fleet
 from .commands.peers import peers_app, transfer
 from .commands.prompts import prompts_app
 from .commands.resources import envs_app, orgs_app, projects_app
@@ -113,3 +114,4 @@ app.command("import")(import_bundle)
 app.add_typer(bundle_app, name="bundle")
 app.add_typer(peers_app, name="peers")
 app.command("transfer")(transfer)
+app.command("fleet")(fleet)

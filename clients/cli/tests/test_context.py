@@ -28,6 +28,7 @@ def test_login_stores_a_0600_context_and_never_shows_the_token(anvil, registry):
             "current": True,
             "url": registry.url,
             "worker_url": None,
+            "gateway_url": None,
             "org": None,
             "project": None,
             "allow_http": False,

@@ -79,6 +79,9 @@ def configure_logging(service: str, *, level: str = "INFO", as_json: bool = True
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
     logging.getLogger("alembic").setLevel(max(root.level, logging.WARNING))
+    # Service-to-service calls (a gateway's long-polls of the event feed every few seconds) are
+    # not news at INFO; their failures are logged by the callers, with what they mean.
+    logging.getLogger("httpx").setLevel(max(root.level, logging.WARNING))
     # Our middleware logs requests with their ids; uvicorn's access log would repeat them.
     logging.getLogger("uvicorn.access").disabled = True
 

@@ -17,7 +17,7 @@ from ..runtime import OrgOpt, OutputOpt, ProjectOpt, globals_of, runner, token_c
 __all__ = ["context_app", "login"]
 
 context_app = typer.Typer(
-    help="Named contexts (registry URL, bundle-worker URL, token, default org and project).",
+    help="Named contexts (registry, bundle-worker and push-gateway URLs, token, default org and project).",
     no_args_is_help=True,
 )
 NameArg = Annotated[str | None, typer.Argument(help="Context name (default: the current one).")]
@@ -49,6 +49,9 @@ def login(
         str | None,
         typer.Option("--worker-url", help="The bundle worker's base URL (for export, import, peers)."),
     ] = None,
+    gateway_url: Annotated[
+        str | None, typer.Option("--gateway-url", help="The push gateway's base URL (for fleet).")
+    ] = None,
     insecure_http: Annotated[
         bool, typer.Option("--insecure-http", help="Allow plain http to a non-loopback host (development).")
     ] = False,
@@ -66,6 +69,7 @@ def login(
         raise UsageProblem("the token is empty")
     base = check_url(url, allow_http=allow_http)
     worker = check_url(worker_url, allow_http=allow_http, what="bundle-worker URL") if worker_url else None
+    gateway = check_url(gateway_url, allow_http=allow_http, what="push-gateway URL") if gateway_url else None
     if verify:
         with AnvilClient(base, token, allow_http=allow_http) as client:
             client.json("GET", "/v1/orgs", params={"page_size": 1})
@@ -79,8 +83,11 @@ def login(
             org=previous.org or "",
             project=previous.project or "",
             worker_url=previous.worker_url or "",
+            gateway_url=previous.gateway_url or "",
         )
-    config.contexts[name] = with_defaults(entry, org=org, project=project, worker_url=worker)
+    config.contexts[name] = with_defaults(
+        entry, org=org, project=project, worker_url=worker, gateway_url=gateway
+    )
     config.current = name
     path = save_config(config)
     printer = Printer(output or g.output)
@@ -104,6 +111,7 @@ def list_contexts(ctx: typer.Context, output: OutputOpt = None) -> None:
         ("NAME", "name"),
         ("URL", "url"),
         ("WORKER", "worker_url"),
+        ("GATEWAY", "gateway_url"),
         ("ORG", "org"),
         ("PROJECT", "project"),
     ]
@@ -134,6 +142,7 @@ def show_context(ctx: typer.Context, name: NameArg = None, output: OutputOpt = N
         "name": r.name,
         "url": r.url,
         "worker_url": r.worker_url,
+        "gateway_url": r.gateway_url,
         "org": r.org,
         "project": r.project,
         "allow_http": r.allow_http,
@@ -154,26 +163,36 @@ def set_context(
     worker_url: Annotated[
         str | None, typer.Option("--worker-url", help="The bundle worker's base URL ('' clears it).")
     ] = None,
+    gateway_url: Annotated[
+        str | None, typer.Option("--gateway-url", help="The push gateway's base URL ('' clears it).")
+    ] = None,
 ) -> None:
-    """Set a context's default --org and --project and its bundle-worker URL (an empty value clears it)."""
+    """Set a context's default --org and --project and its bundle-worker and push-gateway URLs (an
+    empty value clears it)."""
     g = globals_of(ctx)
     config = load_config()
     target = name or g.context or config.current
     if not target or target not in config.contexts:
         raise UsageProblem("no such context; run `anvil login` first or see `anvil context list`")
-    if org is None and project is None and worker_url is None:
-        raise UsageProblem("nothing to set: pass --org, --project and/or --worker-url")
+    if org is None and project is None and worker_url is None and gateway_url is None:
+        raise UsageProblem("nothing to set: pass --org, --project, --worker-url and/or --gateway-url")
     current = config.contexts[target]
     if worker_url:
         worker_url = check_url(
             worker_url, allow_http=current.allow_http or g.insecure_http, what="bundle-worker URL"
         )
-    config.contexts[target] = with_defaults(current, org=org, project=project, worker_url=worker_url)
+    if gateway_url:
+        gateway_url = check_url(
+            gateway_url, allow_http=current.allow_http or g.insecure_http, what="push-gateway URL"
+        )
+    config.contexts[target] = with_defaults(
+        current, org=org, project=project, worker_url=worker_url, gateway_url=gateway_url
+    )
     save_config(config)
     stored = config.contexts[target]
     Printer(g.output).note(
         f"context {target!r}: org {stored.org or '-'}, project {stored.project or '-'}, "
-        f"worker {stored.worker_url or '-'}"
+        f"worker {stored.worker_url or '-'}, gateway {stored.gateway_url or '-'}"
     )
 
 
