@@ -1,7 +1,8 @@
 """Whole Anvil instances for cross-service tests: a registry, a bundle-worker API and a worker
 loop, each a real process on its own loopback port, with the instance's own database (a SQLite
 data directory, or a Postgres database created for it and dropped afterwards) and its own
-signing keys.
+signing keys; push-gateway replicas on demand (``instance.start_gateway("g1")``), sharing the
+instance's gateway database.
 
     with Instance.start(tmp_path / "a", "a") as a, Instance.start(tmp_path / "b", "b") as b:
         a.registry.post("/v1/orgs", json=...)
@@ -75,6 +76,12 @@ class _Process:
                 self.popen.kill()
                 self.popen.wait()
 
+    def kill(self) -> None:
+        """SIGKILL: a crash, nothing cleaned up."""
+        if self.popen.poll() is None:
+            self.popen.kill()
+            self.popen.wait()
+
     def tail(self, lines: int = 40) -> str:
         with contextlib.suppress(OSError):
             return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
@@ -147,19 +154,24 @@ class Instance:
             if instance.database is not None:
                 _admin_sql(f'DROP DATABASE IF EXISTS "{instance.database}" WITH (FORCE)')
 
-    def _command(self, *args: str) -> str:
+    def _command(self, *args: str, env: dict[str, str] | None = None) -> str:
         result = subprocess.run(
-            [sys.executable, *args], env=self.env(), capture_output=True, text=True, timeout=120, check=False
+            [sys.executable, *args],
+            env=self.env() | (env or {}),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
         )
         if result.returncode != 0:
             raise RuntimeError(f"{self.name}: {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
         return result.stdout
 
-    def _spawn(self, name: str, *args: str) -> _Process:
+    def _spawn(self, name: str, *args: str, env: dict[str, str] | None = None) -> _Process:
         log = self.root / f"{name}.log"
         with log.open("wb") as out:
             popen = subprocess.Popen(
-                [sys.executable, *args], env=self.env(), stdout=out, stderr=subprocess.STDOUT
+                [sys.executable, *args], env=self.env() | (env or {}), stdout=out, stderr=subprocess.STDOUT
             )
         process = _Process(name, popen, log)
         self.processes.append(process)
@@ -189,6 +201,28 @@ class Instance:
         self._wait_ready(worker_api, self.worker_url)
 
     # -- clients -----------------------------------------------------------------------------
+
+    def start_gateway(self, replica: str, **extra_env: str) -> tuple[_Process, str]:
+        """A push-gateway replica (its process and URL), following this instance's registry
+        with the bootstrap token; every replica shares the instance's gateway database."""
+        port = free_port()
+        env = {
+            "ANVIL_PUSH_GATEWAY_DATA_DIR": str(self.root / "gateway"),
+            "ANVIL_PUSH_GATEWAY_PORT": str(port),
+            "ANVIL_PUSH_GATEWAY_REGISTRY_URL": self.registry_url,
+            "ANVIL_PUSH_GATEWAY_REGISTRY_TOKEN": self.admin_token,
+            "ANVIL_PUSH_GATEWAY_REPLICA": replica,
+            "ANVIL_PUSH_GATEWAY_FEED_WAIT_SECONDS": "5",
+            "ANVIL_PUSH_GATEWAY_FLEET_FLUSH_SECONDS": "0.1",
+            "ANVIL_PUSH_GATEWAY_DRAIN_SECONDS": "1",
+            **extra_env,
+        }
+        if not any(p.name.startswith("gateway") for p in self.processes):
+            self._command("-m", "anvil_push_gateway", "migrate", env=env)
+        process = self._spawn(f"gateway-{replica}", "-m", "anvil_push_gateway", "serve", env=env)
+        url = f"http://127.0.0.1:{port}"
+        self._wait_ready(process, url)
+        return process, url
 
     def client(self, service: str, token: str | None = None) -> httpx.Client:
         base = self.registry_url if service == "registry" else self.worker_url
