@@ -217,6 +217,7 @@ async def serve(app: ASGIApp, *, ws: Any = "none") -> AsyncIterator[str]:
     # The socket is bound here, not by uvicorn, so the port is known before the server starts.
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(app, lifespan="off", log_config=None, ws=ws))

@@ -1,5 +1,6 @@
 """The push gateway: ``create_app(settings)`` builds its HTTP API (FastAPI) and, in the app's
-lifespan, starts ``/v1/stream`` (stream.py), the event-feed follower and the fleet writer."""
+lifespan, starts ``/v1/stream`` (stream.py), the event-feed follower, the fleet writer and the
+rollout monitor."""
 
 from __future__ import annotations
 
@@ -29,6 +30,8 @@ from .hub import Hub
 from .keys import RegistryKeys
 from .metrics import GatewayMetrics
 from .registry_client import RegistryClient, TokenSource
+from .rollout.endpoints import router as rollout_router
+from .rollout.monitor import RolloutMonitor
 from .settings import GatewaySettings
 from .state import GatewayState
 from .stream import StreamServer
@@ -114,9 +117,13 @@ async def _run(state: GatewayState) -> None:
 @contextlib.asynccontextmanager
 async def _running(state: GatewayState) -> AsyncIterator[None]:
     state.stream.start()
+    rollout = state.extras["rollout"] = RolloutMonitor(
+        state.db, state.hub, state.registry, state.metrics, interval=state.settings.rollout_check_seconds
+    )
     tasks = [
         asyncio.create_task(_run(state), name="anvil-feed"),
         asyncio.create_task(state.fleet.run(), name="anvil-fleet"),
+        asyncio.create_task(rollout.run(), name="anvil-rollout"),
     ]
     try:
         yield
@@ -174,4 +181,5 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     metrics_route(app, state.metrics)
     app.include_router(config_router, prefix="/v1")
     app.include_router(fleet_router, prefix="/v1")
+    app.include_router(rollout_router, prefix="/v1")
     return app

@@ -17,7 +17,7 @@ __all__ = ["AUDIENCE", "SCOPES", "Principal", "require", "authenticate"]
 AUDIENCE = "anvil-push-gateway"
 
 # The scopes this service checks; the kinds table (anvil_common.scopes) is docs/api.md 3.4.
-SCOPES = ("config:read", "fleet:read")
+SCOPES = ("config:read", "fleet:read", "revisions:publish")
 
 
 @dataclass(frozen=True)

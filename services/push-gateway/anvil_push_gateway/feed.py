@@ -73,10 +73,14 @@ class FeedFollower:
     async def run(self) -> None:
         """Follow the feed until cancelled, retrying with jittered backoff when it fails."""
         failures = 0
+        reset: int | None = None  # the head to resync from after a FeedReset, until one succeeds
         while True:
             try:
-                if self.cursor is None:
-                    await self.resync(await self._head())
+                # Resync inside the try: a registry failure while resyncing is retried like any
+                # other (with the cursor kept, so readiness is unaffected), never the end of the feed.
+                if reset is not None or self.cursor is None:
+                    await self.resync(reset if reset is not None else await self._head())
+                    reset = None
                 page = await self.registry.events(self.cursor or 0, wait=self.wait_seconds)
                 for event in page.events:
                     self.handle(event)
@@ -85,7 +89,7 @@ class FeedFollower:
                 self.healthy, failures = True, 0
             except FeedReset as exc:
                 log.warning("%s", exc)
-                await self.resync(exc.head)
+                reset = exc.head
             except RegistryError as exc:
                 self.healthy = False
                 delay = random.uniform(0, min(self.retry_max_seconds, 0.5 * 2**failures))

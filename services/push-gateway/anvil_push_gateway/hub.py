@@ -53,6 +53,7 @@ class Subscriber(Protocol):
     jti: str
     base: int | None  # the revision the client holds (said in hello, or acked)
     sent: int  # the newest revision sent on this connection (0: none)
+    delivered: set[int]  # every revision sent on this connection that the channel still has
 
     def close(self, code: int, reason: str) -> None: ...
 
@@ -98,7 +99,9 @@ class Hub:
             channel = Channel(key=key, environment_id=str(info["id"]), history=self.history)
             channel.archived = info.get("archived_at") is not None
             if info.get("current_revision"):
-                channel.install(await self._fetch(channel, int(info["current_revision"])))
+                revision = await self._fetch(channel, int(info["current_revision"]))
+                channel.install(revision)
+                self.metrics.revision.labels(environment=channel.environment_id).set(revision.number)
             self.by_key[key] = channel
             self.by_id[channel.environment_id] = channel
             announced = self._announced.get(key, 0)
@@ -108,12 +111,12 @@ class Hub:
             await self.advance(channel, announced)
         return channel
 
-    async def _ask(self, call: Awaitable[Any], key: ChannelKey) -> Any:
+    async def _ask(self, call: Awaitable[Any], key: ChannelKey, *, what: str | None = None) -> Any:
         try:
             return await call
         except RegistryProblem as exc:
             if exc.status == 404:
-                raise NoSuchEnvironment(f"environment {'/'.join(key)} not found") from exc
+                raise NoSuchEnvironment(f"{what or 'environment ' + '/'.join(key)} not found") from exc
             if exc.status == 410:
                 raise EnvironmentArchived(f"environment {key[2]!r} is archived and serves nothing") from exc
             raise
@@ -123,7 +126,10 @@ class Hub:
         members = self.sets.get((channel.environment_id, name))
         if members is None:
             org, project, _ = channel.key
-            members = tuple(await self._ask(self.registry.prompt_set(org, project, name), channel.key))
+            what = f"prompt set {name!r} in project {org}/{project}"
+            members = tuple(
+                await self._ask(self.registry.prompt_set(org, project, name), channel.key, what=what)
+            )
             self.sets[(channel.environment_id, name)] = members
         return members
 
@@ -174,7 +180,8 @@ class Hub:
             self.metrics.propagation.observe(max(0.0, time.time() - announced_at))
 
     async def _refresh_sets(self, channel: Channel) -> None:
-        names = {s.prompt_set for s in self.subscribers[channel.environment_id] if s.prompt_set}
+        # The sets this replica has served for the channel (not a pass over every session).
+        names = sorted(name for environment_id, name in self.sets if environment_id == channel.environment_id)
         for name in names:
             org, project, _ = channel.key
             try:
@@ -232,6 +239,7 @@ class Hub:
         """Send revision ``number``'s ``frame`` to ``members``."""
         for member in members:
             member.sent = number
+            member.delivered.add(number)
         self.deliver(members, frame)
 
     def deliver(self, members: list[Subscriber], frame: str) -> None:

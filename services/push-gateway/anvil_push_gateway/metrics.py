@@ -33,6 +33,12 @@ class GatewayMetrics(Metrics):
         self.refused = Counter(
             "anvil_push_handshakes_refused", "WebSocket handshakes refused", ["status"], registry=registry
         )
+        self.rollbacks = Counter(
+            "anvil_push_rollbacks",
+            "Automatic rollbacks: asked of the registry (by its answer), or found nothing to roll back to",
+            ["outcome"],
+            registry=registry,
+        )
         self.feed_lag = Gauge(
             "anvil_push_feed_lag_seconds",
             "Age of the newest registry event processed when it was processed",

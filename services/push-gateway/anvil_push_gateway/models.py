@@ -12,12 +12,22 @@ import uuid
 from datetime import datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, BigInteger, CheckConstraint, Index, String, Text, Uuid
+from sqlalchemy import JSON, BigInteger, CheckConstraint, Float, Index, Integer, String, Text, Uuid
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from anvil_common.db import UTCDateTime, make_metadata
 
-__all__ = ["metadata", "Base", "FleetClient", "TRANSPORTS", "LIST_ORDER"]
+__all__ = [
+    "metadata",
+    "Base",
+    "FleetClient",
+    "TRANSPORTS",
+    "LIST_ORDER",
+    "RolloutPolicy",
+    "RevisionHealth",
+    "VERDICTS",
+    "ROLLBACK_OUTCOMES",
+]
 
 metadata = make_metadata()
 
@@ -86,3 +96,59 @@ LIST_ORDER = (
     FleetClient.environment_id,
     FleetClient.client_id,
 )
+
+
+# -- rollout safety (rollout/) ---------------------------------------------------------------
+
+VERDICTS = ("pending", "healthy", "failing")
+# What the registry answered to an automatic rollback: one is recorded per failing revision.
+ROLLBACK_OUTCOMES = ("rolled-back", "superseded")
+
+
+class RolloutPolicy(Base):
+    """An environment's rollout policy: when its current revision counts as failing, and whether
+    the gateway then rolls the environment back by itself."""
+
+    __tablename__ = "rollout_policies"
+    __table_args__ = (
+        CheckConstraint("max_nack_ratio > 0 AND max_nack_ratio <= 1", name="max_nack_ratio"),
+        CheckConstraint("min_reports >= 1", name="min_reports"),
+    )
+
+    environment_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    organisation: Mapped[str] = mapped_column(String(63))
+    project: Mapped[str] = mapped_column(String(63))
+    environment: Mapped[str] = mapped_column(String(63))
+    max_nack_ratio: Mapped[float] = mapped_column(Float)
+    min_reports: Mapped[int] = mapped_column(Integer)
+    auto_rollback: Mapped[bool]
+    row_version: Mapped[int] = mapped_column(Integer)  # the ETag: "r<row_version>"
+    updated_at: Mapped[datetime]
+    updated_by: Mapped[str] = mapped_column(String(200))  # the token's sub
+
+
+class RevisionHealth(Base):
+    """A revision's acks and standing nacks as last counted while it was current (fleet-wide),
+    and the automatic rollback it caused, if any. Written by every replica alike."""
+
+    __tablename__ = "revision_health"
+    __table_args__ = (
+        CheckConstraint(f"verdict IN ({', '.join(repr(v) for v in VERDICTS)})", name="verdict"),
+        CheckConstraint(
+            f"rollback_outcome IN ({', '.join(repr(o) for o in ROLLBACK_OUTCOMES)})", name="rollback_outcome"
+        ),
+    )
+
+    environment_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    revision: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    rollback_of: Mapped[int | None] = mapped_column(BigInteger)  # from the signed manifest
+    acks: Mapped[int] = mapped_column(Integer)
+    nacks: Mapped[int] = mapped_column(Integer)
+    verdict: Mapped[str] = mapped_column(String(10))  # under the policy when it was counted
+    counted_at: Mapped[datetime]
+    # The automatic rollback of this revision: to which revision, the revision it made, and
+    # what the registry answered (rolled back, or superseded: the environment had moved on).
+    rollback_to: Mapped[int | None] = mapped_column(BigInteger)
+    rollback_revision: Mapped[int | None] = mapped_column(BigInteger)
+    rollback_outcome: Mapped[str | None] = mapped_column(String(20))
+    decided_at: Mapped[datetime | None]

@@ -6,6 +6,7 @@ The gateway holds no signing key: it calls the registry with one configured ``se
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ __all__ = [
     "FeedReset",
     "EventPage",
     "TokenSource",
+    "RolledBack",
 ]
 
 
@@ -47,6 +49,15 @@ class EventPage:
     events: list[dict[str, Any]]
     next_after: int
     head: int
+
+
+@dataclass(frozen=True)
+class RolledBack:
+    """The registry's answer to a rollback: the revision it made (or made earlier, replayed)."""
+
+    revision: int
+    rollback_of: int
+    replayed: bool  # Idempotent-Replayed: the same key was answered before
 
 
 class TokenSource:
@@ -148,3 +159,33 @@ class RegistryClient(RegistryHTTP):
                 404, {"type": "urn:anvil:problem:not-found", "detail": "prompt set archived"}
             )
         return sorted(prompts)
+
+    async def roll_back(
+        self,
+        org: str,
+        project: str,
+        environment: str,
+        *,
+        to_revision: int,
+        if_match: str,
+        idempotency_key: str,
+        message: str = "",
+    ) -> RolledBack:
+        """``roll_back``: a new revision serving ``to_revision``'s content (api.md section 5),
+        conditional on ``If-Match`` and replayed for a known ``Idempotency-Key``."""
+        headers = {
+            **self._headers(),
+            "Content-Type": "application/json",
+            "If-Match": if_match,
+            "Idempotency-Key": idempotency_key,
+        }
+        body = json.dumps({"to_revision": to_revision, "message": message}).encode()
+        response = await self.send(
+            "POST", f"{_env_path(org, project, environment)}/rollbacks", headers=headers, content=body
+        )
+        answer = json_object(response)
+        number, rollback_of = answer.get("number"), answer.get("rollback_of")
+        if not isinstance(number, int) or not isinstance(rollback_of, int):
+            raise RegistryUnavailable("registry answered a rollback without its number and rollback_of")
+        replayed = response.headers.get("idempotent-replayed", "").lower() == "true"
+        return RolledBack(revision=number, rollback_of=rollback_of, replayed=replayed)

@@ -57,6 +57,7 @@ class Session:
         self.id = str(uuid.uuid4())
         self.base: int | None = None
         self.sent = 0
+        self.delivered: set[int] = set()
         self.unsent_since: float | None = None
         self.closing = False
 
@@ -183,17 +184,25 @@ class Session:
                 await self._close_now(CloseCode.PROTOCOL_ERROR, "hello was already sent")
                 return
 
+    def _was_sent(self, environment_id: str, revision: int, manifest_digest: str) -> bool:
+        """Whether this connection was sent that revision (acks and nacks of others are ignored,
+        section 4.2); forgets what the channel no longer keeps."""
+        self.delivered &= set(self.channel.revisions)
+        return (
+            environment_id == self.channel.environment_id
+            and revision in self.delivered
+            and self.channel.knows(revision, manifest_digest)
+        )
+
     def _ack(self, ack: Ack) -> None:
-        if ack.environment_id != self.channel.environment_id or ack.revision > self.sent:
-            return  # not a revision sent on this connection: ignored (section 4.2)
-        if not self.channel.knows(ack.revision, ack.manifest_digest):
+        if not self._was_sent(ack.environment_id, ack.revision, ack.manifest_digest):
             return
         self.base = max(self.base or 0, ack.revision)
         self.server.metrics.acks.inc()
         self.server.fleet.acked(self, ack)
 
     def _nack(self, nack: Nack) -> None:
-        if nack.environment_id != self.channel.environment_id or nack.revision > self.sent:
+        if not self._was_sent(nack.environment_id, nack.revision, nack.manifest_digest):
             return
         self.server.metrics.nacks.labels(reason=nack.code).inc()
         self.server.fleet.nacked(self, nack)

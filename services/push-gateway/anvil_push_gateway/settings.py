@@ -85,7 +85,10 @@ class GatewaySettings(ServiceSettings):
         description="A connection whose unsent bytes pass this is closed as too slow (4007).",
     )
     max_connections_per_token: int = Field(
-        default=100, ge=1, description="Connections one token (jti) may hold on this replica (429 above)."
+        default=1000,
+        ge=1,
+        description="Connections one token (jti) may hold on this replica (429 above): size it to the "
+        "app instances that share one client token.",
     )
     allowed_origins: list[str] = Field(
         default_factory=list,
@@ -107,6 +110,12 @@ class GatewaySettings(ServiceSettings):
         default=3600.0,
         gt=0,
         description="A fleet row not seen for this long is removed (clients that left, replicas that died).",
+    )
+    rollout_check_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        description="How often each environment's current revision is checked against its rollout "
+        "policy (and rolled back when it fails it).",
     )
     drain_seconds: float = Field(
         default=20.0,

@@ -47,6 +47,10 @@ Handler = Callable[[ServerConnection], Awaitable[None]]
 ProcessRequest = Callable[[ServerConnection, Request], Awaitable[Response | None]]
 
 log = logging.getLogger("anvil.push_gateway.transport")
+# websockets logs every connection's opening and closing at INFO: a reconnect storm of 10,000
+# clients would write 20,000 lines. Set this logger's level to INFO to see them.
+connections_log = logging.getLogger("anvil.push_gateway.connections")
+connections_log.setLevel(logging.WARNING)
 
 
 class _Listener:
@@ -134,7 +138,7 @@ class WebSocketEndpoint:
             async def _uvicorn_listens() -> asyncio.Server:
                 raise RuntimeError("uvicorn owns the listening socket")  # never called
 
-            server = Server(_uvicorn_listens, self._handle, log)
+            server = Server(_uvicorn_listens, self._handle, connections_log)
             server.server = _Listener(loop)  # type: ignore[assignment]
             self._server = server
         return self._server
@@ -152,7 +156,7 @@ class WebSocketEndpoint:
             extensions=None,  # no permessage-deflate: one encoding per revision, sent as is
             subprotocols=self.subprotocols,
             max_size=self.max_size,
-            logger=log,
+            logger=connections_log,
         )
         connection = _Connection(protocol, self.server, **self.options)
         connection.uvicorn_state = server_state if server_state is not None else _NoState()

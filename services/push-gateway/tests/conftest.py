@@ -95,6 +95,24 @@ def seed(live_registry: LiveRegistry, make_token: TokenFactory) -> Seeder:
 
 
 @pytest.fixture
+async def acme(seed: Seeder) -> Seeder:
+    """acme/web with prompt greeting (one version) and environments prod (serving it at
+    revision 1) and staging (nothing published). Modules that need more define their own."""
+    await seed.org("acme", "web")
+    await seed.version("acme", "web", "greeting", "Hello {{name}}")
+    await seed.environment("acme", "web", "prod")
+    await seed.environment("acme", "web", "staging")
+    await seed.publish("acme", "web", "prod", {"greeting": 1})
+    return seed
+
+
+@pytest.fixture
+def client_token(make_token: TokenFactory) -> str:
+    """A client token of acme/web/prod."""
+    return make_token("client", org="acme", project="web", environment="prod")
+
+
+@pytest.fixture
 def gateway_token(issuer: TokenIssuer) -> str:
     """The gateway's own registry token (a service token without organisation)."""
     token, _ = issuer.issue(
@@ -129,7 +147,7 @@ def settings(
         "registry_public_url": ISSUER,
         "registry_token": gateway_token,
         "replica": "test-replica",
-        "feed_wait_seconds": 1.0,  # a long-poll in flight holds the registry's shutdown that long
+        "feed_wait_seconds": 0.25,  # a long-poll in flight holds the registry's shutdown that long
         "feed_retry_max_seconds": 0.5,
         "hello_timeout_seconds": 2.0,
         "drain_seconds": 0.0,

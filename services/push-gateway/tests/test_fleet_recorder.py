@@ -530,7 +530,7 @@ async def test_revision_counts_are_fleet_wide_last_acks_and_standing_nacks(db, c
     await a.flush()
     await b.flush()
     clock.advance(1)
-    a.nacked(moved_on, Nack(ENV, 4, DIGEST_2, "rollback", ""))  # still holds 3
+    a.nacked(moved_on, Nack(ENV, 4, DIGEST_2, "rollback", ""))  # its floor is at or above 4 already
     a.nacked(broke, Nack(ENV, 3, DIGEST, "bad-signature", ""))  # refused 3 after applying it once
     b.acked(retried, Ack(ENV, 3, DIGEST))  # applied 3 after all: its nack no longer stands
     await a.flush()
@@ -538,7 +538,8 @@ async def test_revision_counts_are_fleet_wide_last_acks_and_standing_nacks(db, c
 
     async with db.session(write=False) as session:
         assert await repository.revision_counts(session, ENV, 3) == (4, 2)
-        assert await repository.revision_counts(session, ENV, 4) == (0, 1)
+        # moved_on's nack of 4 is an anti-rollback refusal, not a verdict on 4's content.
+        assert await repository.revision_counts(session, ENV, 4) == (0, 0)
         assert await repository.revision_counts(session, uuid.UUID(ENV), 2) == (1, 0)
         assert await repository.revision_counts(session, ENV, 5) == (0, 0)
         assert await repository.revision_counts(session, OTHER_ENV, 3) == (1, 0)

@@ -14,7 +14,7 @@ class TestMigrations(MigrationSuite):
         config=gateway_alembic_config,
         metadata=metadata,
         version_table="alembic_version_push_gateway",
-        head="0001",
-        tables=frozenset({"fleet_clients"}),
+        head="0002",
+        tables=frozenset({"fleet_clients", "rollout_policies", "revision_health"}),
         schema_prefix="push_gateway_empty",
     )

@@ -8,25 +8,9 @@ import time
 from typing import Any
 
 import pytest
-from live_registry import Seeder
 from streamkit import handshake_refusal, hello, open_client
 
 from anvil_wire.push import Ack, CloseCode, Welcome, encode
-
-
-@pytest.fixture
-async def acme(seed: Seeder) -> Seeder:
-    await seed.org("acme", "web")
-    await seed.version("acme", "web", "greeting", "Hello {{name}}")
-    await seed.environment("acme", "web", "prod")
-    await seed.environment("acme", "web", "staging")
-    await seed.publish("acme", "web", "prod", {"greeting": 1})
-    return seed
-
-
-@pytest.fixture
-def client_token(make_token: Any) -> str:
-    return str(make_token("client", org="acme", project="web", environment="prod"))
 
 
 @pytest.mark.parametrize(

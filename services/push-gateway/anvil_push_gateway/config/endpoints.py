@@ -5,16 +5,24 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Response
 
 from anvil_common.http import parse_etags
 from anvil_common.problems import NotFound, ValidationFailed
+from anvil_common.registry_http import RegistryError
 
 from ..auth import Principal, require
-from ..channels import Channel
+from ..channels import Channel, Revision
 from ..deps import State
+from ..fleet.errors import RegistryUnavailable
+from ..hub import NoSuchEnvironment
+
+if TYPE_CHECKING:
+    from ..state import GatewayState
+
+__all__ = ["router", "NoRevision"]
 
 router = APIRouter(tags=["config"])
 
@@ -31,6 +39,22 @@ def _check_wait(wait: float, maximum: float) -> None:
         raise ValidationFailed(
             f"query.wait: {msg}", errors=[{"loc": ["query", "wait"], "msg": msg, "type": "less_than_equal"}]
         )
+
+
+async def _channel(state: GatewayState, key: tuple[str, str, str], prompt_set: str | None) -> Channel:
+    """The environment (loaded on first use), and the prompt set's members when one is named."""
+    try:
+        channel = await state.hub.channel(key)
+        if prompt_set is not None:
+            try:
+                await state.hub.prompt_set(channel, prompt_set)
+            except NoSuchEnvironment as exc:
+                raise NotFound(f"prompt set {prompt_set!r} not found in project {key[1]!r}") from exc
+        return channel
+    except RegistryError as exc:
+        # Not loaded yet and the registry cannot be reached: what this replica has is served
+        # through an outage, what it does not have cannot be.
+        raise RegistryUnavailable("the environment could not be loaded from the registry") from exc
 
 
 async def _wait_for_change(channel: Channel, deadline: float) -> bool:
@@ -72,9 +96,7 @@ async def get_config(
     """The environment's current signed revision document (same payload as the stream's snapshot)."""
     _check_wait(wait, state.settings.long_poll_max_seconds)
     principal.ensure_environment(org, project, environment)
-    channel = await state.hub.channel((org, project, environment))
-    if prompt_set is not None:
-        await state.hub.prompt_set(channel, prompt_set)
+    channel = await _channel(state, (org, project, environment), prompt_set)
     deadline = time.monotonic() + wait
     tags = parse_etags(if_none_match)
     while True:
@@ -90,18 +112,23 @@ async def get_config(
             if await _wait_for_change(channel, deadline):
                 continue
             return Response(status_code=304, headers={"ETag": etag, "Cache-Control": "no-cache"})
-        scope = None
-        if prompt_set is not None:
-            scope = (prompt_set, state.hub.sets[(channel.environment_id, prompt_set)])
-        headers = {
-            "ETag": etag,
-            "Cache-Control": "no-cache",
-            "Anvil-Environment-Id": channel.environment_id,
-            "Anvil-Revision": str(current.number),
-            "Anvil-Manifest-Digest": current.manifest_digest,
-        }
-        if scope is not None:
-            headers["Anvil-Prompt-Set-Prompts"] = ",".join(current.served(scope))
-        return Response(
-            channel.document_body(current.number, scope), media_type="application/json", headers=headers
-        )
+        return _document(state, channel, current, prompt_set)
+
+
+def _document(state: GatewayState, channel: Channel, current: Revision, prompt_set: str | None) -> Response:
+    """The 200 answer: the revision document (narrowed to the prompt set) and its headers."""
+    scope = None
+    if prompt_set is not None:
+        # The members as of now: a revision that arrived during the wait refreshed them.
+        scope = (prompt_set, state.hub.sets[(channel.environment_id, prompt_set)])
+    headers = {
+        "ETag": f'"rev-{current.number}"',
+        "Cache-Control": "no-cache",
+        "Anvil-Environment-Id": channel.environment_id,
+        "Anvil-Revision": str(current.number),
+        "Anvil-Manifest-Digest": current.manifest_digest,
+    }
+    if scope is not None:
+        headers["Anvil-Prompt-Set-Prompts"] = ",".join(current.served(scope))
+    body = channel.document_body(current.number, scope)
+    return Response(body, media_type="application/json", headers=headers)

@@ -280,9 +280,16 @@ async def revision_counts(
     session: AsyncSession, environment_id: str | uuid.UUID, revision: int
 ) -> tuple[int, int]:
     """Fleet-wide, for revision ``revision`` of an environment: (clients whose last ack is it,
-    clients whose last nack is it and who did not ack it since)."""
+    clients whose last nack is it and who did not ack it since). A ``rollback`` nack (the client
+    holds a higher revision already) says nothing about the content and is not counted."""
     acked = _count(FleetClient.revision == revision)
-    nacked = _count(and_(FleetClient.nack_revision == revision, _nack_stands(revision)))
+    nacked = _count(
+        and_(
+            FleetClient.nack_revision == revision,
+            FleetClient.nack_code != "rollback",
+            _nack_stands(revision),
+        )
+    )
     stmt = select(acked, nacked).where(
         FleetClient.environment_id == uuid.UUID(str(environment_id)),
         or_(FleetClient.revision == revision, FleetClient.nack_revision == revision),
