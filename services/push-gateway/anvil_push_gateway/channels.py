@@ -9,7 +9,7 @@ text goes to each of them.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -157,6 +157,3 @@ class Channel:
     def knows(self, number: int, manifest_digest: str) -> bool:
         revision = self.revisions.get(number)
         return revision is not None and revision.manifest_digest == manifest_digest
-
-    def numbers(self) -> Iterable[int]:
-        return sorted(self.revisions)

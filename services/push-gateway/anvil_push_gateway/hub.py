@@ -275,10 +275,5 @@ class Hub:
                 for subscriber in list(self.subscribers[channel.environment_id]):
                     subscriber.close(CloseCode.ENVIRONMENT_ARCHIVED, "environment archived")
 
-    def close_all(self, code: int, reason: str) -> None:
-        for subscribers in self.subscribers.values():
-            for subscriber in list(subscribers):
-                subscriber.close(code, reason)
-
     def all_subscribers(self) -> list[Subscriber]:
         return [s for group in self.subscribers.values() for s in group]

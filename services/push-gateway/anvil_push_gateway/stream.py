@@ -16,7 +16,7 @@ import random
 import time
 from collections.abc import Coroutine
 from http import HTTPStatus
-from typing import Any, Protocol
+from typing import Any
 
 from websockets.asyncio.server import ServerConnection
 from websockets.datastructures import Headers
@@ -24,9 +24,10 @@ from websockets.http11 import Request, Response
 
 from anvil_common.auth import accept_claims
 from anvil_common.jwt import Claims, TokenExpired, TokenInvalid
-from anvil_wire.push import BEARER_PREFIX, SUBPROTOCOL, Ack, CloseCode, Nack
+from anvil_wire.push import BEARER_PREFIX, SUBPROTOCOL, CloseCode
 
 from .feed import Revocations
+from .fleet.recorder import FleetWriter
 from .hub import Hub
 from .keys import RegistryKeys
 from .metrics import GatewayMetrics
@@ -34,23 +35,11 @@ from .sessions import Session
 from .settings import GatewaySettings
 from .transport import WebSocketEndpoint
 
-__all__ = ["StreamServer", "FleetRecorder", "STREAM_PATH"]
+__all__ = ["StreamServer", "STREAM_PATH"]
 
 log = logging.getLogger("anvil.push_gateway.stream")
 STREAM_PATH = "/v1/stream"
 SWEEP_SECONDS = 1.0
-
-
-class FleetRecorder(Protocol):
-    """Where sessions report what their clients hold (fleet/)."""
-
-    def connected(self, session: Session) -> None: ...
-
-    def acked(self, session: Session, ack: Ack) -> None: ...
-
-    def nacked(self, session: Session, nack: Nack) -> None: ...
-
-    def disconnected(self, session: Session) -> None: ...
 
 
 def _problem(status: int, code: str, detail: str, **extra: Any) -> Response:
@@ -84,7 +73,7 @@ class StreamServer:
         hub: Hub,
         keys: RegistryKeys,
         revocations: Revocations,
-        fleet: FleetRecorder,
+        fleet: FleetWriter,
         metrics: GatewayMetrics,
     ) -> None:
         self.settings = settings
