@@ -16,9 +16,11 @@ from .jws import (
 )
 from .keys import KeyError_, KeySet, SigningKey, jwk_thumbprint, public_key_from_jwk, public_keys_from_jwks
 from .prompts import (
+    CompiledTemplate,
     PartialRef,
     PromptFormatError,
     RenderError,
+    compile_template,
     content_digest,
     is_prompt_name,
     is_slug,
@@ -42,6 +44,7 @@ __all__ = [
     "TYP_BUNDLE_MANIFEST",
     "TYP_REVISION_MANIFEST",
     "BadSignature",
+    "CompiledTemplate",
     "JWSError",
     "KeyError_",
     "KeySet",
@@ -57,6 +60,7 @@ __all__ = [
     "VerifiedRevision",
     "WrongType",
     "canonical_json",
+    "compile_template",
     "content_digest",
     "digest_of",
     "is_digest",

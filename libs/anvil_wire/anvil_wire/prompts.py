@@ -1,14 +1,16 @@
 """The prompt format (docs/prompt-format.md): names, templates, partials, content hashing, rendering.
 
 Shared by the registry (which validates and hashes) and the runtime SDK (which renders), so
-that the two can never disagree about what a template means.
+that the two can never disagree about what a template means. ``render`` is the reference;
+``compile_template`` gives the same results for the SDK's hot path, where a template is
+rendered many times: partials are expanded once into a ``str.format`` string per text.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .canonical import canonical_json, digest_of
@@ -35,6 +37,8 @@ __all__ = [
     "template_variables",
     "template_references",
     "render",
+    "CompiledTemplate",
+    "compile_template",
 ]
 
 SLUG_PATTERN = r"[a-z][a-z0-9-]{0,62}"
@@ -291,6 +295,37 @@ def content_digest(content: Mapping[str, Any]) -> str:
 PartialResolver = Callable[[Mapping[str, Any], PartialRef], Mapping[str, Any]]
 
 
+def _declared_default(node: Mapping[str, Any], name: str) -> Any:
+    """The default ``node`` declares for variable ``name``, None if it has none."""
+    return node["variables"].get(name, {}).get("default")
+
+
+def _too_long() -> RenderError:
+    # Built when raised, not once: tests lower MAX_RENDERED_CHARS to reach the limit cheaply.
+    return RenderError(f"rendered text exceeds {MAX_RENDERED_CHARS} characters")
+
+
+def _resolve(
+    resolve_partial: PartialResolver | None,
+    node: Mapping[str, Any],
+    ref: PartialRef,
+    path: tuple[str, ...],
+    nodes: tuple[int, ...],
+) -> Mapping[str, Any]:
+    """The text content ``ref`` in ``node`` points to, after the resolver, depth and cycle checks."""
+    if resolve_partial is None:
+        raise RenderError(f"partial {ref.text!r} cannot be resolved here")
+    chain = " > ".join((*path, ref.text))
+    if len(path) >= MAX_PARTIAL_DEPTH:
+        raise RenderError(f"partials nested deeper than {MAX_PARTIAL_DEPTH} (depth limit) at {chain}")
+    target = resolve_partial(node, ref)
+    if id(target) in nodes:
+        raise RenderError(f"partial cycle at {chain}")
+    if not isinstance(target["template"], str):
+        raise RenderError(f"partial {ref.text!r} is a chat prompt; partials must be text")
+    return target
+
+
 def render(
     content: Mapping[str, Any],
     variables: Mapping[str, Any],
@@ -316,28 +351,17 @@ def render(
             elif isinstance(token, Variable):
                 if token.name in variables:
                     out.append(str(variables[token.name]))
-                elif (default := node["variables"].get(token.name, {}).get("default")) is not None:
+                elif (default := _declared_default(node, token.name)) is not None:
                     out.append(str(default))
                 else:
                     missing.append(token.name)
             else:
-                if resolve_partial is None:
-                    raise RenderError(f"partial {token.text!r} cannot be resolved here")
-                chain = " > ".join((*path, token.text))
-                if len(path) >= MAX_PARTIAL_DEPTH:
-                    raise RenderError(
-                        f"partials nested deeper than {MAX_PARTIAL_DEPTH} (depth limit) at {chain}"
-                    )
-                target = resolve_partial(node, token)
-                if id(target) in nodes:
-                    raise RenderError(f"partial cycle at {chain}")
-                if not isinstance(target["template"], str):
-                    raise RenderError(f"partial {token.text!r} is a chat prompt; partials must be text")
+                target = _resolve(resolve_partial, node, token, path, nodes)
                 out.append(expand(target, target["template"], (*path, token.text), (*nodes, id(target))))
         result = "".join(out)
         # Partials may include each other many times: bound the work, not just the depth.
         if len(result) > MAX_RENDERED_CHARS:
-            raise RenderError(f"rendered text exceeds {MAX_RENDERED_CHARS} characters")
+            raise _too_long()
         return result
 
     template = content["template"]
@@ -352,3 +376,154 @@ def render(
     if unknown:
         raise RenderError(f"unknown variable(s): {', '.join(unknown)}")
     return result
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class CompiledTemplate:
+    """A template with its partials expanded into ``str.format`` strings (see compile_template)."""
+
+    declared: frozenset[str]
+    # (role, format string) per chat message; a single ("", format string) for a text template.
+    _formats: tuple[tuple[str, str], ...] = field(repr=False)
+    _chat: bool = field(repr=False)
+    # Variables used by some tag without a default: as a set, and in first-use order.
+    _required: frozenset[str] = field(repr=False)
+    _required_order: tuple[str, ...] = field(repr=False)
+    # Field -> value when its variable is not given; "" for a required one, so that a render with
+    # missing variables measures the text as render() does before it reports them.
+    _defaults: dict[str, str] = field(repr=False)
+    # (field, variable, default) for tags whose default differs from the variable's first tag's.
+    _aliases: tuple[tuple[str, str, str], ...] = field(repr=False)
+    # No defaults and no aliases: a complete render formats straight from the caller's mapping.
+    _plain: bool = field(repr=False)
+
+    def render(self, variables: Mapping[str, Any]) -> str | list[dict[str, str]]:
+        """What render() returns for the compiled content and ``variables``, or the same RenderError."""
+        keys = variables.keys()
+        complete = keys >= self._required
+        values = variables if complete and self._plain else self._values(variables)
+        result: str | list[dict[str, str]]
+        if self._chat:
+            result = [{"role": role, "content": fmt.format_map(values)} for role, fmt in self._formats]
+            size = max((len(message["content"]) for message in result), default=0)
+        else:
+            result = self._formats[0][1].format_map(values)
+            size = len(result)
+        # render()'s order: the size limit (checked while expanding), then missing, then unknown.
+        # Only whole texts are measured: a partial's text is part of its holder's, so a whole text
+        # within the limit has all its parts within it, and one beyond it is refused by render().
+        if size > MAX_RENDERED_CHARS:
+            raise _too_long()
+        if not complete:
+            missing = [name for name in self._required_order if name not in variables]
+            raise RenderError(f"missing variable(s): {', '.join(missing)}")
+        if not keys <= self.declared:
+            raise RenderError(f"unknown variable(s): {', '.join(sorted(set(variables) - self.declared))}")
+        return result
+
+    def _values(self, variables: Mapping[str, Any]) -> dict[str, Any]:
+        """Every field's value: the caller's value of its variable, else the field's default."""
+        values = {**self._defaults, **variables}
+        for alias, name, default in self._aliases:
+            values[alias] = variables.get(name, default)
+        return values
+
+
+class _Compiler:
+    """Walks templates the way render() does, writing format strings instead of text."""
+
+    def __init__(self, resolve_partial: PartialResolver | None) -> None:
+        self.resolve_partial = resolve_partial
+        self.declared: set[str] = set()
+        self.required: dict[str, None] = {}  # an ordered set
+        # (variable, default) -> field: the variable's name for its first default, an alias
+        # "name-N" for any other (variable names have no "-", so aliases never clash).
+        self.fields: dict[tuple[str, str | None], str] = {}
+
+    def format_string(self, content: Mapping[str, Any], text: str) -> str:
+        """The format string of one text or message of ``content``, partials expanded."""
+        out: list[str] = []
+        self.expand(content, text, (), (id(content),), out)
+        return "".join(out)
+
+    def expand(
+        self,
+        node: Mapping[str, Any],
+        text: str,
+        path: tuple[str, ...],
+        nodes: tuple[int, ...],
+        out: list[str],
+    ) -> int:
+        """Append the format string of ``text``, held by ``node``, to ``out``; return its literal length."""
+        self.declared.update(node["variables"])
+        size = 0
+        for token in parse_template(text):
+            if isinstance(token, Text):
+                out.append(token.text.replace("{", "{{").replace("}", "}}"))
+                size += len(token.text)
+            elif isinstance(token, Variable):
+                # "!s" converts with str() as render() does; a bare field would call
+                # format(value, ""), which differs for some types (mixed-in enums, __format__).
+                out.append(f"{{{self.field(token.name, _declared_default(node, token.name))}}}")
+            else:
+                target = _resolve(self.resolve_partial, node, token, path, nodes)
+                inner = (*path, token.text)
+                size += self.expand(target, target["template"], inner, (*nodes, id(target)), out)
+        if size > MAX_RENDERED_CHARS:
+            # Values only add to this text, so render() refuses it whatever they are; stopping
+            # here also stops partials that multiply, where render() stops.
+            raise _too_long()
+        return size
+
+    def field(self, name: str, default: Any) -> str:
+        """The format field of a ``{{name}}`` tag whose holder declares ``default`` for it."""
+        if default is None:
+            self.required.setdefault(name)
+        key = (name, None if default is None else str(default))
+        if key not in self.fields:
+            count = sum(variable == name for variable, _ in self.fields)
+            self.fields[key] = f"{name}-{count}" if count else name
+        return self.fields[key]
+
+    def build(self, formats: tuple[tuple[str, str], ...], chat: bool) -> CompiledTemplate:
+        """The compiled template of the format strings written so far."""
+        defaults: dict[str, str] = {}
+        aliases: list[tuple[str, str, str]] = []
+        for (name, default), field_name in self.fields.items():
+            value = "" if default is None else default
+            if field_name == name:
+                defaults[name] = value
+            else:
+                aliases.append((field_name, name, value))
+        return CompiledTemplate(
+            declared=frozenset(self.declared),
+            _formats=formats,
+            _chat=chat,
+            _required=frozenset(self.required),
+            _required_order=tuple(self.required),
+            _defaults=defaults,
+            _aliases=tuple(aliases),
+            _plain=not aliases and all(default is None for _, default in self.fields),
+        )
+
+
+def compile_template(
+    content: Mapping[str, Any], resolve_partial: PartialResolver | None = None
+) -> CompiledTemplate:
+    """Pre-expand partials and pre-parse the template once; render() then only substitutes.
+
+    ``compile_template(content, resolve_partial).render(variables)`` returns what
+    ``render(content, variables, resolve_partial)`` returns, or raises the RenderError it
+    raises. ``resolve_partial`` is called here, once per reference, so what it returns is fixed
+    from now on. Errors that no values can avoid are raised here: a partial that cannot be
+    resolved, is a chat prompt, closes a cycle or nests too deep, and literal text beyond
+    MAX_RENDERED_CHARS. One difference: render() reports a partial problem only if no partial
+    rendered before it exceeded MAX_RENDERED_CHARS, which huge values could make happen; here
+    the partial problem is reported regardless.
+    """
+    compiler = _Compiler(resolve_partial)
+    template = content["template"]
+    if isinstance(template, str):
+        return compiler.build((("", compiler.format_string(content, template)),), chat=False)
+    formats = tuple((m["role"], compiler.format_string(content, m["content"])) for m in template)
+    return compiler.build(formats, chat=True)

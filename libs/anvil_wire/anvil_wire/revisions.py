@@ -16,7 +16,16 @@ from typing import Any
 from .canonical import digest_of, is_digest
 from .jws import TYP_REVISION_MANIFEST, JWSError, KeyLookup, sign_document, verify
 from .keys import SigningKey
-from .prompts import PartialRef, RenderError, is_prompt_name, is_slug, render
+from .prompts import (
+    CompiledTemplate,
+    PartialRef,
+    PartialResolver,
+    RenderError,
+    compile_template,
+    is_prompt_name,
+    is_slug,
+    render,
+)
 
 __all__ = [
     "DOCUMENT_FORMAT",
@@ -219,6 +228,16 @@ class VerifiedRevision:
 
     def render(self, name: str, variables: Mapping[str, Any]) -> str | list[dict[str, str]]:
         """Render served prompt ``name``, resolving partials through the manifest."""
+        content, resolve = self._served(name)
+        return render(content, variables, resolve)
+
+    def compile(self, name: str) -> CompiledTemplate:
+        """Compile served prompt ``name`` (partials resolved through the manifest) for fast renders."""
+        content, resolve = self._served(name)
+        return compile_template(content, resolve)
+
+    def _served(self, name: str) -> tuple[Mapping[str, Any], PartialResolver]:
+        """Served prompt ``name``'s content and the resolver of its partials."""
         entry = self.manifest.prompts.get(name)
         if entry is None:
             raise RenderError(f"prompt {name!r} is not in revision {self.manifest.revision}")
@@ -241,7 +260,7 @@ class VerifiedRevision:
                 raise RenderError(f"partial {ref.text!r} is not resolved in this revision")
             return view(target_key, target)
 
-        return render(view(name, entry), variables, resolve)
+        return view(name, entry), resolve
 
 
 def sign_revision(
