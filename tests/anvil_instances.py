@@ -202,10 +202,16 @@ class Instance:
 
     # -- clients -----------------------------------------------------------------------------
 
-    def start_gateway(self, replica: str, **extra_env: str) -> tuple[_Process, str]:
+    def start_gateway(
+        self, replica: str, *, port: int | None = None, **extra_env: str
+    ) -> tuple[_Process, str]:
         """A push-gateway replica (its process and URL), following this instance's registry
-        with the bootstrap token; every replica shares the instance's gateway database."""
-        port = free_port()
+        with the bootstrap token; every replica shares the instance's gateway database.
+
+        ``port`` is where it listens: a free loopback port when None. Passing the port of a
+        replica that has exited (``kill()`` or ``stop()`` wait for that) starts it again at the
+        same URL, as a restart after a crash would."""
+        port = free_port() if port is None else port
         env = {
             "ANVIL_PUSH_GATEWAY_DATA_DIR": str(self.root / "gateway"),
             "ANVIL_PUSH_GATEWAY_PORT": str(port),

@@ -1,4 +1,5 @@
-"""``anvil config --verify``: check a revision document with anvil_wire, the way a client app does."""
+"""``anvil config --verify`` and ``--save``: check a revision document with anvil_wire, the way
+a client app does."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from .client import JSON, AnvilClient
 from .errors import Failure, UsageProblem
 from .output import Column, Printer, short_hash
 
-__all__ = ["verify_config", "verified_json", "show_verified"]
+__all__ = ["fetch_verified", "verify_config", "verified_json", "show_verified"]
 
 
 def _load_jwks(path: str) -> Any:
@@ -26,6 +27,13 @@ def verify_config(
     client: AnvilClient, org: str, project: str, env: str, *, jwks_file: str | None = None
 ) -> VerifiedRevision:
     """Fetch the current document and verify signature, environment binding and every digest."""
+    return fetch_verified(client, org, project, env, jwks_file=jwks_file)[1]
+
+
+def fetch_verified(
+    client: AnvilClient, org: str, project: str, env: str, *, jwks_file: str | None = None
+) -> tuple[JSON, VerifiedRevision]:
+    """``verify_config``, also returning the document as the registry sent it (unchanged)."""
     environment, _ = client.get_environment(org, project, env)
     document, etag = client.get_config(org, project, env)
     jwks = _load_jwks(jwks_file) if jwks_file else client.get_jwks()
@@ -46,7 +54,7 @@ def verify_config(
         raise Failure(
             f"revision verification failed: ETag {etag} but the manifest is revision {manifest.revision}"
         )
-    return verified
+    return document, verified
 
 
 def verified_json(verified: VerifiedRevision) -> JSON:

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import tempfile
 import uuid
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+
+from anvil_wire import VerifiedRevision, canonical_json
 
 from ..client import JSON, AnvilClient
 from ..errors import Failure, UsageProblem
 from ..output import Column, Printer, short_hash, when
 from ..runtime import DryRunOpt, LimitOpt, MessageOpt, OrgOpt, OutputOpt, ProjectOpt, Run, runner
-from ..verify import show_verified, verify_config
+from ..verify import fetch_verified, show_verified
 
 __all__ = ["publish", "promote", "rollback", "history", "diff", "config"]
 
@@ -252,20 +258,92 @@ def config(
         typer.Option("--verify", help="Verify the signature against the registry's JWKS; print the prompts."),
     ] = False,
     jwks: Annotated[
-        str | None, typer.Option("--jwks", help="Verify with this JWKS file instead of fetching it.")
+        str | None,
+        typer.Option("--jwks", help="Verify with this JWKS file instead of fetching it (--verify, --save)."),
+    ] = None,
+    save: Annotated[
+        Path | None,
+        typer.Option(
+            "--save",
+            help="Verify like --verify, then write the document to FILE (canonical JSON, atomically): "
+            "a runtime SDK's bootstrap file.",
+            metavar="FILE",
+        ),
     ] = None,
     org: OrgOpt = None,
     project: ProjectOpt = None,
     output: OutputOpt = None,
 ) -> None:
-    """Print the environment's current signed revision document (or verify it)."""
+    """Print the environment's current signed revision document (or verify it, or save it)."""
     run = runner(ctx, output=output, org=org, project=project)
+    if save is not None:
+        _check_target(save)
     with run.client() as client:
-        if not verify:
+        if not verify and save is None:
             if jwks:
-                raise UsageProblem("--jwks goes with --verify")
+                raise UsageProblem("--jwks goes with --verify or --save")
             document, _ = client.get_config(run.org, run.project, env)
             run.printer.raw(document)
             return
-        verified = verify_config(client, run.org, run.project, env, jwks_file=jwks)
-    show_verified(run.printer, verified)
+        document, verified = fetch_verified(client, run.org, run.project, env, jwks_file=jwks)
+    if save is None:
+        show_verified(run.printer, verified)
+        return
+    _save_document(save, document)
+    _show_saved(run.printer, save, verified)
+
+
+def _check_target(path: Path) -> None:
+    """Refuse, before fetching anything, a FILE that cannot be a file in an existing directory."""
+    if path.is_dir():
+        raise UsageProblem(f"cannot save to {path}: it is a directory")
+    if not path.parent.is_dir():
+        raise UsageProblem(f"cannot save to {path}: {path.parent} is not a directory")
+
+
+def _save_document(path: Path, document: JSON) -> None:
+    """Write ``canonical_json(document)`` to ``path`` through a temporary file beside it, flushed
+    and fsynced, then renamed over it: ``path`` is the whole document or what it was before."""
+    try:
+        data = canonical_json(document)
+    except (TypeError, ValueError) as exc:
+        raise Failure(f"cannot save the revision document: it is not canonical JSON ({exc})") from exc
+    tmp: str | None = None
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # a public, signed document: mode as for any new file
+        os.replace(tmp, path)
+    except BaseException as exc:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise Failure(f"cannot save to {path}: {exc.strerror or exc}") from exc
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _show_saved(printer: Printer, path: Path, verified: VerifiedRevision) -> None:
+    manifest = verified.manifest
+    data: JSON = {
+        "saved": str(path),
+        "organisation": manifest.organisation.get("slug"),
+        "project": manifest.project.get("slug"),
+        "environment": manifest.environment.get("name"),
+        "revision": manifest.revision,
+        "prompts": len(manifest.prompts),
+        "kid": verified.kid,
+    }
+    where = f"{data['organisation']}/{data['project']}/{data['environment']}"
+    count = f"{data['prompts']} prompt" + ("" if data["prompts"] == 1 else "s")
+    line = f"saved verified revision {data['revision']} of {where} ({count}) to {path}"
+    printer.show(data, lambda: printer.note(line))
