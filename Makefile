@@ -4,11 +4,11 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PY := $(BIN)/python
 STAMP := $(VENV)/.installed
-MEMBERS := libs/anvil_wire libs/anvil_common services/registry services/bundle-worker services/push-gateway clients/cli
+MEMBERS := libs/anvil_wire libs/anvil_common services/registry services/bundle-worker services/push-gateway clients/cli clients/python-runtime
 PYPROJECTS := $(addsuffix /pyproject.toml,$(MEMBERS))
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run run-worker run-gateway test test-sqlite test-postgres lint fmt migrate bench bench-registry bench-bundles bench-push clean
+.PHONY: help venv run run-worker run-gateway test test-sqlite test-postgres lint fmt migrate bench bench-registry bench-bundles bench-push bench-runtime clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -58,7 +58,7 @@ fmt: $(STAMP) ## Format and autofix
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: bench-registry bench-bundles bench-push ## All benchmarks (ratios against baselines measured in the same run)
+bench: bench-registry bench-bundles bench-push bench-runtime ## All benchmarks (ratios against baselines measured in the same run)
 
 bench-registry: $(STAMP) ## Registry benchmarks
 	$(PY) bench/registry_bench.py
@@ -68,6 +68,9 @@ bench-bundles: $(STAMP) ## Bundle export/import benchmarks (Postgres at 127.0.0.
 
 bench-push: $(STAMP) ## Push gateway benchmarks against a bare websockets server (Postgres at 127.0.0.1:5432)
 	$(PY) bench/push_bench.py
+
+bench-runtime: $(STAMP) ## Runtime SDK: get_prompt().render() vs str.format, memory of a 1 MiB revision
+	$(PY) bench/runtime_bench.py
 
 clean: ## Remove the environment and local data
 	rm -rf $(VENV) .anvil .pytest_cache .mypy_cache .ruff_cache
