@@ -464,7 +464,8 @@ class _Compiler:
             elif isinstance(token, Variable):
                 # "!s" converts with str() as render() does; a bare field would call
                 # format(value, ""), which differs for some types (mixed-in enums, __format__).
-                out.append(f"{{{self.field(token.name, _declared_default(node, token.name))}}}")
+                out.append(f"{{{self.field(token.name, _declared_default(node, token.name))}!s}}")
+                size += 1  # a tag counts as a character, so partials that multiply tags stop too
             else:
                 target = _resolve(self.resolve_partial, node, token, path, nodes)
                 inner = (*path, token.text)
