@@ -382,6 +382,7 @@ def render(
 class CompiledTemplate:
     """A template with its partials expanded into ``str.format`` strings (see compile_template)."""
 
+    # Every variable declared by the template's content and by each partial it reaches.
     declared: frozenset[str]
     # (role, format string) per chat message; a single ("", format string) for a text template.
     _formats: tuple[tuple[str, str], ...] = field(repr=False)
@@ -429,6 +430,16 @@ class CompiledTemplate:
         return values
 
 
+@dataclass(frozen=True, slots=True)
+class _Fragment:
+    """A text compiled with its partials expanded, and what reusing it elsewhere needs."""
+
+    text: str  # the format string
+    size: int  # characters, each tag counted as one
+    depth: int  # levels of partials below the text
+    reach: frozenset[int]  # ids of the text's holder and of every partial below it
+
+
 class _Compiler:
     """Walks templates the way render() does, writing format strings instead of text."""
 
@@ -439,24 +450,20 @@ class _Compiler:
         # (variable, default) -> field: the variable's name for its first default, an alias
         # "name-N" for any other (variable names have no "-", so aliases never clash).
         self.fields: dict[tuple[str, str | None], str] = {}
+        # id(partial) -> (partial, fragment); the partial is kept so that its id stays its own.
+        self.expanded: dict[int, tuple[Mapping[str, Any], _Fragment]] = {}
 
     def format_string(self, content: Mapping[str, Any], text: str) -> str:
         """The format string of one text or message of ``content``, partials expanded."""
-        out: list[str] = []
-        self.expand(content, text, (), (id(content),), out)
-        return "".join(out)
+        return self.expand(content, text, (), (id(content),)).text
 
     def expand(
-        self,
-        node: Mapping[str, Any],
-        text: str,
-        path: tuple[str, ...],
-        nodes: tuple[int, ...],
-        out: list[str],
-    ) -> int:
-        """Append the format string of ``text``, held by ``node``, to ``out``; return its literal length."""
+        self, node: Mapping[str, Any], text: str, path: tuple[str, ...], nodes: tuple[int, ...]
+    ) -> _Fragment:
+        """Compile ``text``, held by ``node`` (the last of ``nodes``), with its partials expanded."""
         self.declared.update(node["variables"])
-        size = 0
+        out: list[str] = []
+        size, depth, reach = 0, 0, {nodes[-1]}
         for token in parse_template(text):
             if isinstance(token, Text):
                 out.append(token.text.replace("{", "{{").replace("}", "}}"))
@@ -465,16 +472,33 @@ class _Compiler:
                 # "!s" converts with str() as render() does; a bare field would call
                 # format(value, ""), which differs for some types (mixed-in enums, __format__).
                 out.append(f"{{{self.field(token.name, _declared_default(node, token.name))}!s}}")
-                size += 1  # a tag counts as a character, so partials that multiply tags stop too
+                size += 1  # what render() measures for a one-character value
             else:
-                target = _resolve(self.resolve_partial, node, token, path, nodes)
-                inner = (*path, token.text)
-                size += self.expand(target, target["template"], inner, (*nodes, id(target)), out)
+                part = self.partial(node, token, path, nodes)
+                out.append(part.text)
+                size, depth, reach = size + part.size, max(depth, part.depth + 1), reach | part.reach
         if size > MAX_RENDERED_CHARS:
-            # Values only add to this text, so render() refuses it whatever they are; stopping
-            # here also stops partials that multiply, where render() stops.
+            # Where render() stops for one-character values. Without values to go by, compiling
+            # must stop somewhere: partials that multiply tags would otherwise expand without end.
             raise _too_long()
-        return size
+        return _Fragment("".join(out), size, depth, frozenset(reach))
+
+    def partial(
+        self, node: Mapping[str, Any], ref: PartialRef, path: tuple[str, ...], nodes: tuple[int, ...]
+    ) -> _Fragment:
+        """The fragment ``ref`` in ``node`` expands to; a partial met before is not walked again."""
+        target = _resolve(self.resolve_partial, node, ref, path, nodes)
+        inner = (*path, ref.text)
+        known = self.expanded.get(id(target))
+        # Reuse only where render() would pass the same checks: no partial below is on the
+        # current path (a cycle), and the levels below still fit under MAX_PARTIAL_DEPTH.
+        if known is not None and known[0] is target:
+            fragment = known[1]
+            if fragment.reach.isdisjoint(nodes) and len(inner) + fragment.depth <= MAX_PARTIAL_DEPTH:
+                return fragment
+        fragment = self.expand(target, target["template"], inner, (*nodes, id(target)))
+        self.expanded[id(target)] = (target, fragment)
+        return fragment
 
     def field(self, name: str, default: Any) -> str:
         """The format field of a ``{{name}}`` tag whose holder declares ``default`` for it."""
@@ -515,12 +539,15 @@ def compile_template(
 
     ``compile_template(content, resolve_partial).render(variables)`` returns what
     ``render(content, variables, resolve_partial)`` returns, or raises the RenderError it
-    raises. ``resolve_partial`` is called here, once per reference, so what it returns is fixed
-    from now on. Errors that no values can avoid are raised here: a partial that cannot be
-    resolved, is a chat prompt, closes a cycle or nests too deep, and literal text beyond
-    MAX_RENDERED_CHARS. One difference: render() reports a partial problem only if no partial
-    rendered before it exceeded MAX_RENDERED_CHARS, which huge values could make happen; here
-    the partial problem is reported regardless.
+    raises. ``resolve_partial`` is called here only, so what it returns is fixed from now on.
+
+    Problems of the template itself are raised here, as render() raises them when every
+    variable is given a one-character value: a partial that cannot be resolved, is a chat
+    prompt, closes a cycle or nests too deep, and text beyond MAX_RENDERED_CHARS with each tag
+    counted as one character (so partials that multiply tags are refused, however short the
+    values). With other values render() can differ only about the size limit: longer values
+    may make it report the size before a partial problem; empty ones may keep it within the
+    limit.
     """
     compiler = _Compiler(resolve_partial)
     template = content["template"]
