@@ -81,7 +81,6 @@ class Options:
     jwks_refresh_seconds: float
     person_retry_seconds: float
     websocket_retry_seconds: float
-    sdk_name: str = "anvil-runtime"
 
     @property
     def stream_url(self) -> str:

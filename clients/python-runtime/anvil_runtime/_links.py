@@ -33,7 +33,7 @@ from anvil_wire.push import (
 
 from ._core import Core
 from ._session import Accept, AlreadyHeld, Refuse, Session
-from ._version import __version__
+from ._version import SDK_NAME, USER_AGENT, __version__
 
 __all__ = ["Ended", "run_http", "run_websocket"]
 
@@ -84,7 +84,7 @@ def _hello(core: Core) -> Hello:
     assert core.client_id is not None
     return Hello(
         client_id=core.client_id,
-        sdk=Sdk(name=core.options.sdk_name, version=__version__),
+        sdk=Sdk(name=SDK_NAME, version=__version__),
         subscription=core.subscription,
         holds=None if core.current is None else core.current.holds,
         labels=core.options.labels,
@@ -98,7 +98,7 @@ async def run_websocket(core: Core, token: str) -> Ended:
             core.options.stream_url,
             subprotocols=[Subprotocol(SUBPROTOCOL)],
             additional_headers={"Authorization": f"Bearer {token}"},
-            user_agent_header=f"anvil-runtime/{__version__}",
+            user_agent_header=USER_AGENT,
             compression=None,
             max_size=MAX_SERVER_MESSAGE,
             open_timeout=core.options.connect_timeout,
@@ -199,7 +199,7 @@ async def run_http(core: Core, token: str, *, until: float | None) -> Ended:
     if sub.prompt_set:
         params["prompt_set"] = sub.prompt_set
     session = Session(sub, keys=core.keys.lookup, floor=core.floor, held=core.current)
-    headers = {"Authorization": f"Bearer {token}", "User-Agent": f"anvil-runtime/{__version__}"}
+    headers = {"Authorization": f"Bearer {token}", "User-Agent": USER_AGENT}
     timeout = httpx.Timeout(core.options.connect_timeout, read=core.options.long_poll_seconds + 30)
     welcomed = False
     try:
