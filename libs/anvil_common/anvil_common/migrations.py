@@ -13,6 +13,8 @@ from alembic import command, context
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.script.revision import ResolutionError
+from alembic.util import CommandError
 from sqlalchemy import MetaData, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -59,7 +61,27 @@ async def current_heads(engine: AsyncEngine, config: Config) -> set[str]:
 
 
 async def is_at_head(engine: AsyncEngine, config: Config) -> bool:
-    return await current_heads(engine, config) == heads(config)
+    """Whether this code can serve the database's schema: at its head, or AHEAD of it.
+
+    Migrations follow expand/contract (deploy/README.md): a release's migrations only add what
+    the previous release's code can ignore, so during a rolling upgrade the old pods stay ready
+    on the new schema. A schema revision this code does not know is a newer one; a known
+    revision that is not a head is behind (the migrations have not run): not ready.
+    """
+    current = await current_heads(engine, config)
+    if not current:
+        return False
+    if current == heads(config):
+        return True
+    script = ScriptDirectory.from_config(config)
+    return not any(_known(script, revision) for revision in current)
+
+
+def _known(script: ScriptDirectory, revision: str) -> bool:
+    try:
+        return script.get_revision(revision) is not None
+    except (CommandError, ResolutionError):
+        return False
 
 
 def run_env(metadata: MetaData, **options: Any) -> None:

@@ -200,6 +200,28 @@ class MigrationSuite:
         assert await current_heads(engine, config) == {self.target.head}
         assert await is_at_head(engine, config)
 
+    async def test_readiness_accepts_a_newer_schema_and_refuses_an_older_one(
+        self, empty_database: tuple[AsyncEngine, str | None]
+    ) -> None:
+        """Expand/contract: old code stays ready on a schema migrated by a newer release (a
+        revision it does not know); code whose migrations have not run is not ready."""
+        empty_engine, schema = empty_database
+        config, version_table = self.target.config(), self.target.version_table
+        assert not await is_at_head(empty_engine, config)  # nothing migrated
+        await upgrade(empty_engine, config, schema=schema)
+
+        async def stamp(revision: str) -> None:
+            async with empty_engine.begin() as conn:
+                update = text(f'UPDATE "{version_table}" SET version_num = :revision')  # noqa: S608
+                await conn.execute(update, {"revision": revision})
+
+        await stamp("f0f0f0f0f0f0")  # a revision of a later release
+        assert await is_at_head(empty_engine, config)
+        base = ScriptDirectory.from_config(config).get_base()
+        if base is not None and base != self.target.head:
+            await stamp(base)  # behind this code's head
+            assert not await is_at_head(empty_engine, config)
+
     # -- the schema --------------------------------------------------------------------------
 
     async def test_migrated_schema_matches_the_models(
