@@ -8,7 +8,7 @@ MEMBERS := libs/anvil_wire libs/anvil_common services/registry services/bundle-w
 PYPROJECTS := $(addsuffix /pyproject.toml,$(MEMBERS))
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run run-worker run-gateway test test-sqlite test-postgres lint fmt migrate bench bench-registry bench-bundles bench-push bench-runtime clean
+.PHONY: help venv run run-registry run-worker run-gateway test test-sqlite test-postgres lint fmt migrate bench bench-registry bench-bundles bench-push bench-runtime clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -22,15 +22,18 @@ $(STAMP): constraints.txt requirements-dev.txt $(PYPROJECTS)
 
 venv: $(STAMP) ## Create or update the development environment
 
-run: $(STAMP) ## Run the registry on the embedded SQLite default, seeded with a demo project
+run: $(STAMP) ## The whole stack (registry, bundle worker, push gateway, a demo client) until Ctrl-C
+	@$(PY) scripts/stack.py
+
+run-registry: $(STAMP) ## Only the registry on the embedded SQLite default, seeded with a demo project
 	$(PY) -m anvil_registry run --seed-demo
 
-run-worker: $(STAMP) ## Run the bundle worker (API on :8010 + one job loop) beside `make run`'s registry
+run-worker: $(STAMP) ## Only the bundle worker (API on :8010 + one job loop), beside `make run-registry`
 	$(PY) -m anvil_bundle_worker migrate
 	@$(PY) -m anvil_bundle_worker work & worker=$$!; trap 'kill $$worker 2>/dev/null; wait $$worker' EXIT INT TERM; \
 	$(PY) -m anvil_bundle_worker api
 
-run-gateway: $(STAMP) ## Run the push gateway (API + /v1/stream on :8020) beside `make run`'s registry
+run-gateway: $(STAMP) ## Only the push gateway (API + /v1/stream on :8020), beside `make run-registry`
 	$(PY) -m anvil_push_gateway migrate
 	ANVIL_PUSH_GATEWAY_REGISTRY_TOKEN_FILE=$${ANVIL_PUSH_GATEWAY_REGISTRY_TOKEN_FILE:-.anvil/admin.token} \
 	$(PY) -m anvil_push_gateway serve

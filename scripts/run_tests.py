@@ -1,4 +1,5 @@
-"""Run every suite on SQLite, then on Postgres, and report how many tests passed on each.
+"""Run every suite on SQLite and on Postgres (side by side; ``--sequential`` for one after the
+other with live output) and report how many tests passed on each, and the slowest tests.
 
 Under CI (CI=true) a missing Postgres is a failure, never a skip: if the server is not
 reachable we try to start Debian's cluster once, then fail loudly. On a developer's machine
@@ -46,46 +47,74 @@ def _start_debian_postgres() -> None:
         time.sleep(1)
 
 
-def _run(backend: str, extra: list[str]) -> tuple[int, dict[str, int]]:
+Counts = dict[str, int]
+
+
+def _counts(report: Path) -> Counts:
+    counts = {"passed": 0, "failed": 0, "skipped": 0}
+    if report.exists():
+        root = ET.parse(report).getroot()  # noqa: S314 - our own pytest report
+        for suite in root.iter("testsuite"):
+            tests = int(suite.get("tests", 0))
+            failed = int(suite.get("failures", 0)) + int(suite.get("errors", 0))
+            skipped = int(suite.get("skipped", 0))
+            counts["failed"] += failed
+            counts["skipped"] += skipped
+            counts["passed"] += tests - failed - skipped
+    return counts
+
+
+def _run_all(backends: list[str], extra: list[str], *, parallel: bool) -> dict[str, tuple[int, Counts]]:
+    """Run pytest once per backend: one after the other with live output, or side by side.
+
+    Side by side (the default) each half writes to its own log, printed whole when it ends: the
+    suites wait on servers and processes much of the time, so two halves share two cores well.
+    """
+    results: dict[str, tuple[int, Counts]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        report = Path(tmp) / "junit.xml"
-        env = {**os.environ, "ANVIL_TEST_DATABASE": backend}
-        print(f"\n=== tests on {backend} ===", flush=True)
-        code = subprocess.call(
-            [sys.executable, "-m", "pytest", "-q", f"--junitxml={report}", *extra], cwd=ROOT, env=env
-        )
-        counts = {"passed": 0, "failed": 0, "skipped": 0}
-        if report.exists():
-            root = ET.parse(report).getroot()  # noqa: S314 - our own pytest report
-            for suite in root.iter("testsuite"):
-                tests = int(suite.get("tests", 0))
-                failed = int(suite.get("failures", 0)) + int(suite.get("errors", 0))
-                skipped = int(suite.get("skipped", 0))
-                counts["failed"] += failed
-                counts["skipped"] += skipped
-                counts["passed"] += tests - failed - skipped
-    return code, counts
+        running: dict[str, tuple[subprocess.Popen[bytes], Path]] = {}
+        for backend in backends:
+            report, log = Path(tmp) / f"{backend}.xml", Path(tmp) / f"{backend}.log"
+            env = {**os.environ, "ANVIL_TEST_DATABASE": backend}
+            command = [sys.executable, "-m", "pytest", "-q", "--durations=15", f"--junitxml={report}", *extra]
+            started = time.monotonic()
+            if not parallel:
+                print(f"\n=== tests on {backend} ===", flush=True)
+                code = subprocess.call(command, cwd=ROOT, env=env)
+                results[backend] = (code, _counts(report))
+                print(f"=== {backend}: {time.monotonic() - started:.0f} s ===", flush=True)
+                continue
+            with log.open("wb") as out:
+                popen = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+            running[backend] = (popen, log)
+            print(f"run_tests: tests on {backend} started (side by side; output when done)", flush=True)
+        started = time.monotonic()
+        for backend, (popen, log) in running.items():
+            code = popen.wait()
+            print(f"\n=== tests on {backend} (done after {time.monotonic() - started:.0f} s) ===", flush=True)
+            sys.stdout.write(log.read_text(errors="replace"))
+            sys.stdout.flush()
+            results[backend] = (code, _counts(Path(tmp) / f"{backend}.xml"))
+    return results
 
 
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--only", choices=["sqlite", "postgres"])
+    parser.add_argument(
+        "--sequential", action="store_true", help="run the halves one after the other, output live"
+    )
     args, extra = parser.parse_known_args()
     ci = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-    results: dict[str, dict[str, int]] = {}
     exit_code = 0
 
-    if args.only in (None, "sqlite"):
-        code, results["sqlite"] = _run("sqlite", extra)
-        exit_code = exit_code or code
-
+    backends = [] if args.only == "postgres" else ["sqlite"]
     if args.only in (None, "postgres"):
         url = os.environ.setdefault("ANVIL_TEST_POSTGRES_URL", DEFAULT_PG)
         if not _reachable(url) and ci:
             _start_debian_postgres()
         if _reachable(url):
-            code, results["postgres"] = _run("postgres", extra)
-            exit_code = exit_code or code
+            backends.append("postgres")
         elif ci or args.only == "postgres":
             print(f"run_tests: FAILED: Postgres is required here but not reachable at {url}", flush=True)
             exit_code = 1
@@ -95,6 +124,11 @@ def main() -> int:
                 "(set ANVIL_TEST_POSTGRES_URL, or start Postgres, to run it)",
                 flush=True,
             )
+    parallel = len(backends) > 1 and not args.sequential
+    ran = _run_all(backends, extra, parallel=parallel)
+    results = {backend: counts for backend, (_, counts) in ran.items()}
+    for code, _ in ran.values():
+        exit_code = exit_code or code
 
     print("\n=== summary ===")
     for backend, counts in results.items():

@@ -28,7 +28,7 @@ import httpx
 
 from anvil_common.testing import backend, postgres_url
 
-__all__ = ["Instance", "free_port"]
+__all__ = ["Instance", "database_url", "free_port", "scratch_database"]
 
 STARTUP_SECONDS = 60.0
 
@@ -56,9 +56,24 @@ def _admin_sql(statement: str) -> None:
     asyncio.run(run())
 
 
-def _database_url_named(name: str) -> str:
+def database_url(name: str) -> str:
+    """The SQLAlchemy URL of database ``name`` on the test Postgres server."""
     base, _, _ = postgres_url().rpartition("/")
     return f"{base}/{name}"
+
+
+@contextlib.contextmanager
+def scratch_database(prefix: str) -> Iterator[str | None]:
+    """On Postgres, a database made for the test (its name), dropped afterwards; None on SQLite."""
+    if backend() != "postgres":
+        yield None
+        return
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    _admin_sql(f'CREATE DATABASE "{name}"')
+    try:
+        yield name
+    finally:
+        _admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @dataclass
@@ -131,7 +146,7 @@ class Instance:
             }
         )
         if self.database is not None:
-            env["ANVIL_DATABASE_URL"] = _database_url_named(self.database)
+            env["ANVIL_DATABASE_URL"] = database_url(self.database)
         env.update(self.extra_env)
         return env
 
@@ -142,17 +157,14 @@ class Instance:
     def start(cls, root: Path, name: str, **extra_env: str) -> Iterator[Instance]:
         instance = cls(name=name, root=root, extra_env=extra_env)
         root.mkdir(parents=True, exist_ok=True)
-        if backend() == "postgres":
-            instance.database = f"anvil_{name}_{uuid.uuid4().hex[:8]}"
-            _admin_sql(f'CREATE DATABASE "{instance.database}"')
-        try:
-            instance._boot()
-            yield instance
-        finally:
-            for process in reversed(instance.processes):
-                process.stop()
-            if instance.database is not None:
-                _admin_sql(f'DROP DATABASE IF EXISTS "{instance.database}" WITH (FORCE)')
+        with scratch_database(f"anvil_{name}") as database:
+            instance.database = database
+            try:
+                instance._boot()
+                yield instance
+            finally:
+                for process in reversed(instance.processes):
+                    process.stop()
 
     def _command(self, *args: str, env: dict[str, str] | None = None) -> str:
         result = subprocess.run(
@@ -234,6 +246,39 @@ class Instance:
         base = self.registry_url if service == "registry" else self.worker_url
         headers = {"Authorization": f"Bearer {token or self.admin_token}"}
         return httpx.Client(base_url=base, headers=headers, timeout=60)
+
+    def seed_acme(self, template: str = "Hello {{name}} (1)") -> None:
+        """acme/web with the prompt greeting and environment prod serving ``template`` (revision 1)."""
+        with self.client("registry") as registry:
+            for path, body in (
+                ("/v1/orgs", {"slug": "acme", "name": "Acme"}),
+                ("/v1/orgs/acme/projects", {"slug": "web", "name": "Web"}),
+                ("/v1/orgs/acme/projects/web/environments", {"name": "prod"}),
+                ("/v1/orgs/acme/projects/web/prompts", {"name": "greeting"}),
+            ):
+                response = registry.post(path, json=body)
+                assert response.status_code == 201, response.text
+        self.publish_greeting(template)
+
+    def publish_greeting(self, template: str) -> int:
+        """A new version of acme/web's greeting, published to prod; the new revision's number."""
+        with self.client("registry") as registry:
+            base = "/v1/orgs/acme/projects/web"
+            body = {"content": {"template": template, "variables": {"name": {}}}}
+            version = registry.post(f"{base}/prompts/greeting/versions", json=body)
+            assert version.status_code == 201, version.text
+            etag = registry.get(f"{base}/environments/prod").headers["etag"]
+            revision = registry.post(
+                f"{base}/environments/prod/revisions",
+                json={"prompts": {"greeting": version.json()["number"]}},
+                headers={"If-Match": etag},
+            )
+            assert revision.status_code == 201, revision.text
+            return int(revision.json()["number"])
+
+    def jwks(self) -> Any:
+        """The registry's public key set."""
+        return httpx.get(f"{self.registry_url}/.well-known/jwks.json", timeout=10).json()
 
     def issue_token(self, **body: Any) -> str:
         with self.client("registry") as registry:

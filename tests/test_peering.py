@@ -23,6 +23,7 @@ import httpx
 import pytest
 from anvil_instances import Instance
 
+from anvil_runtime import AnvilClient, ClientState
 from anvil_wire import KeySet
 from anvil_wire.bundles import read_bundle, write_bundle
 
@@ -186,6 +187,32 @@ def test_a_push_is_held_until_approved_and_reproduces_the_content_hashes(pair):
     again = a.transfer("push", "b", WEB, history="full")["remote"]
     assert (again["status"], again["changes"]) == ("planned", False)
     assert {p["status"] for p in b.plan(again["plan"])["plan"]["prompts"]} == {"identical"}
+
+
+def test_publishing_what_b_imported_reaches_the_clients_of_b(pair, tmp_path):
+    """The imported prompts (with their cross-project partial) publish on B and reach an app
+    subscribed to B's gateway, verified with B's keys."""
+    _, b = pair
+    b.ok(b.registry.post(f"/v1/orgs/{ORG}/projects/web/environments", json={"name": "prod"}))
+    environment = f"/v1/orgs/{ORG}/projects/web/environments/prod"
+    etag = b.registry.get(environment).headers["etag"]
+    published = b.ok(
+        b.registry.post(
+            f"{environment}/revisions", json={"prompts": {"greeting": 1}}, headers={"If-Match": etag}
+        )
+    )
+    _, gateway = b.instance.start_gateway("b1")
+    token = b.instance.issue_token(kind="client", name="app", org=ORG, project="web", environment="prod")
+    with AnvilClient(
+        gateway,
+        token=token,
+        public_keys=b.instance.jwks(),
+        cache_dir=tmp_path / "cache",
+        allow_insecure=True,
+    ) as client:
+        assert client.wait_until_ready(timeout=30) is ClientState.LIVE
+        assert client.revision == published["number"]
+        assert client.get_prompt("greeting").render(name="Ada") == "Hello Ada -- the Acme team"
 
 
 def _diverge(a: Side, b: Side, round_: int) -> None:

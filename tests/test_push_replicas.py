@@ -21,35 +21,6 @@ from anvil_wire.push import Ack, CloseCode, Delta, Holds, Snapshot, Welcome, ver
 pytestmark = pytest.mark.timeout(240)
 
 
-def _seed(instance: Instance) -> None:
-    with instance.client("registry") as registry:
-        for path, body in (
-            ("/v1/orgs", {"slug": "acme", "name": "Acme"}),
-            ("/v1/orgs/acme/projects", {"slug": "web", "name": "Web"}),
-            ("/v1/orgs/acme/projects/web/environments", {"name": "prod"}),
-            ("/v1/orgs/acme/projects/web/prompts", {"name": "greeting"}),
-        ):
-            response = registry.post(path, json=body)
-            assert response.status_code == 201, response.text
-    _publish(instance, "Hello {{name}} (1)")
-
-
-def _publish(instance: Instance, template: str) -> int:
-    with instance.client("registry") as registry:
-        base = "/v1/orgs/acme/projects/web"
-        body = {"content": {"template": template, "variables": {"name": {}}}}
-        version = registry.post(f"{base}/prompts/greeting/versions", json=body)
-        assert version.status_code == 201, version.text
-        etag = registry.get(f"{base}/environments/prod").headers["etag"]
-        revision = registry.post(
-            f"{base}/environments/prod/revisions",
-            json={"prompts": {"greeting": version.json()["number"]}},
-            headers={"If-Match": etag},
-        )
-        assert revision.status_code == 201, revision.text
-        return int(revision.json()["number"])
-
-
 class Follower:
     """A client that verifies and acks every revision it gets, recording their numbers."""
 
@@ -94,7 +65,7 @@ def test_clients_on_two_replicas_get_every_revision_and_survive_a_replica_killed
 
 
 async def _two_replicas(instance: Instance) -> None:
-    _seed(instance)
+    instance.seed_acme()
     g1, url1 = instance.start_gateway("g1")
     _g2, url2 = instance.start_gateway("g2")
     token = instance.issue_token(kind="client", name="app", org="acme", project="web", environment="prod")
@@ -108,7 +79,7 @@ async def _two_replicas(instance: Instance) -> None:
         await two.start()
         assert await one.next() == await two.next() == 1
         for n in range(2, 6):
-            published = await asyncio.to_thread(_publish, instance, f"Hello {{{{name}}}} ({n})")
+            published = await asyncio.to_thread(instance.publish_greeting, f"Hello {{{{name}}}} ({n})")
             assert published == n
             assert await one.next() == await two.next() == n
         assert one.revisions == two.revisions == [1, 2, 3, 4, 5]
@@ -133,7 +104,7 @@ async def _two_replicas(instance: Instance) -> None:
         )
         await moved.start(holds=one.holds())
         assert await c1.nothing_within(0.5)  # current: nothing to send
-        published = await asyncio.to_thread(_publish, instance, "Hello {{name}} (6)")
+        published = await asyncio.to_thread(instance.publish_greeting, "Hello {{name}} (6)")
         assert await moved.next() == published == 6
 
 
@@ -143,7 +114,7 @@ def test_sigterm_drains_a_replica_with_1012(tmp_path: Path):
 
 
 async def _drain(instance: Instance) -> None:
-    _seed(instance)
+    instance.seed_acme()
     gateway, url = instance.start_gateway("g1")
     token = instance.issue_token(kind="client", name="app", org="acme", project="web", environment="prod")
     async with open_client(_ws(url), token) as client:
