@@ -30,6 +30,7 @@ def _text(prompt: Prompt) -> str:
 
 def main(gateway: str, registry: str, token_file: str, cache_dir: str) -> int:
     logging.basicConfig(level=logging.INFO, format="[demo client] %(message)s", stream=sys.stdout)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise here
     token = Path(token_file)
     client = AnvilClient(
         gateway,

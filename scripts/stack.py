@@ -196,7 +196,8 @@ class Stack:
                     "",
                     "In another terminal (README, 'A tour'):",
                     '  export PATH="$PWD/.venv/bin:$PATH"',
-                    f"  anvil login --url {self.urls['registry']} --gateway-url {gateway} "
+                    f"  anvil login --url {self.urls['registry']} --worker-url {self.urls['worker']} "
+                    f"--gateway-url {gateway} "
                     f"--token - < {self.data / 'admin.token'}",
                     f"  anvil context set --org {DEMO['org']} --project {DEMO['project']}",
                     "  anvil fleet --watch",
