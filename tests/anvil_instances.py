@@ -179,6 +179,10 @@ class Instance:
             raise RuntimeError(f"{self.name}: {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
         return result.stdout
 
+    def spawn(self, name: str, *args: str, env: dict[str, str] | None = None) -> _Process:
+        """Another process of this instance (``python *args``, this instance's environment)."""
+        return self._spawn(name, *args, env=env)
+
     def _spawn(self, name: str, *args: str, env: dict[str, str] | None = None) -> _Process:
         log = self.root / f"{name}.log"
         with log.open("wb") as out:
@@ -189,13 +193,13 @@ class Instance:
         self.processes.append(process)
         return process
 
-    def _wait_ready(self, process: _Process, url: str) -> None:
+    def _wait_ready(self, process: _Process, url: str, probe: str = "/readyz") -> None:
         deadline = time.monotonic() + STARTUP_SECONDS
         while time.monotonic() < deadline:
             if process.popen.poll() is not None:
                 raise RuntimeError(f"{self.name}/{process.name} exited:\n{process.tail()}")
             with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                if httpx.get(f"{url}{probe}", timeout=2).status_code == 200:
                     return
             time.sleep(0.1)
         raise RuntimeError(
@@ -215,14 +219,15 @@ class Instance:
     # -- clients -----------------------------------------------------------------------------
 
     def start_gateway(
-        self, replica: str, *, port: int | None = None, **extra_env: str
+        self, replica: str, *, port: int | None = None, probe: str = "/readyz", **extra_env: str
     ) -> tuple[_Process, str]:
         """A push-gateway replica (its process and URL), following this instance's registry
         with the bootstrap token; every replica shares the instance's gateway database.
 
         ``port`` is where it listens: a free loopback port when None. Passing the port of a
         replica that has exited (``kill()`` or ``stop()`` wait for that) starts it again at the
-        same URL, as a restart after a crash would."""
+        same URL, as a restart after a crash would. ``probe`` is the path that must answer 200
+        before it counts as started."""
         port = free_port() if port is None else port
         env = {
             "ANVIL_PUSH_GATEWAY_DATA_DIR": str(self.root / "gateway"),
@@ -239,7 +244,7 @@ class Instance:
             self._command("-m", "anvil_push_gateway", "migrate", env=env)
         process = self._spawn(f"gateway-{replica}", "-m", "anvil_push_gateway", "serve", env=env)
         url = f"http://127.0.0.1:{port}"
-        self._wait_ready(process, url)
+        self._wait_ready(process, url, probe)
         return process, url
 
     def client(self, service: str, token: str | None = None) -> httpx.Client:

@@ -10,6 +10,7 @@ import re
 from collections.abc import Iterator
 
 import pytest
+from alembic.script import ScriptDirectory
 from sqlalchemy import text
 
 from anvil_common.db import create_engine
@@ -57,9 +58,10 @@ async def test_readyz_answers_200_on_a_migrated_database(client, state):
     assert r.json() == {"status": "ready"}
 
 
-async def test_readyz_answers_503_problem_when_the_schema_is_at_another_revision(client, state, database):
+async def test_readyz_answers_503_problem_when_the_schema_is_behind_the_code(client, state, database):
     await wait_until_ready(state)
-    head = await set_version(database, "ffffffffffff")
+    base = ScriptDirectory.from_config(state.alembic).get_base()
+    head = await set_version(database, base)
     try:
         r = await client.get("/readyz")
         assert r.status_code == 503
@@ -70,8 +72,18 @@ async def test_readyz_answers_503_problem_when_the_schema_is_at_another_revision
         # Liveness does not depend on the database.
         assert (await client.get("/livez")).status_code == 200
     finally:
-        assert await set_version(database, head) == "ffffffffffff"
+        assert await set_version(database, head) == base
     assert (await client.get("/readyz")).status_code == 200
+
+
+async def test_readyz_stays_ready_on_a_schema_migrated_by_a_later_release(client, state, database):
+    """Expand/contract: during a rolling upgrade the previous release serves the new schema."""
+    await wait_until_ready(state)
+    head = await set_version(database, "ffffffffffff")  # a revision this code does not know
+    try:
+        assert (await client.get("/readyz")).status_code == 200
+    finally:
+        await set_version(database, head)
 
 
 async def test_readyz_answers_503_problem_when_the_database_is_unreachable(client, state, tmp_path):
