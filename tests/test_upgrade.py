@@ -11,7 +11,7 @@ import shutil
 import subprocess
 import tarfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from io import BytesIO
 from pathlib import Path
 
@@ -44,12 +44,13 @@ def _previous_release(service: str, package: str, into: Path) -> str:
     listing = _git("ls-tree", "-r", "--name-only", parent, "--", versions)
     if not listing:
         pytest.skip(f"{service}'s first migrations came with the service: no previous release to run")
+    members = [m for m in MEMBERS if _git("ls-tree", "--name-only", parent, "--", m)]  # as they were
     archive = subprocess.run(
-        ["git", "archive", parent, *MEMBERS], cwd=ROOT, capture_output=True, check=True, timeout=60
+        ["git", "archive", parent, *members], cwd=ROOT, capture_output=True, check=True, timeout=60
     ).stdout
     with tarfile.open(fileobj=BytesIO(archive)) as tar:
         tar.extractall(into, filter="data")
-    return os.pathsep.join(str(into / member) for member in MEMBERS)
+    return os.pathsep.join(str(into / member) for member in members)
 
 
 def _until(condition: Callable[[], bool], timeout: float = 30.0) -> None:
@@ -59,44 +60,49 @@ def _until(condition: Callable[[], bool], timeout: float = 30.0) -> None:
         time.sleep(0.05)
 
 
-def test_the_previous_push_gateway_runs_on_the_new_schema(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def instance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Instance]:
+    """One instance for the module, migrated by the current code (the tests run in order)."""
+    with Instance.start(tmp_path_factory.mktemp("upgrade"), "upgrade") as started:
+        started.seed_acme()
+        yield started
+
+
+def test_the_previous_push_gateway_runs_on_the_new_schema(instance: Instance, tmp_path: Path) -> None:
     old = _previous_release("push-gateway", "anvil_push_gateway", tmp_path / "old")
-    with Instance.start(tmp_path / "a", "a") as instance:
-        instance.seed_acme()
-        instance.start_gateway("new")  # migrates the gateway's schema with the current code
-        # A replica of the previous release on that schema, as during a rolling deploy. Its
-        # /readyz may predate readiness on a newer schema: it counts as started once alive.
-        _, url = instance.start_gateway("old", probe="/livez", PYTHONPATH=old)
-        token = instance.issue_token(kind="client", name="app", org="acme", project="web", environment="prod")
-        with AnvilClient(
-            url, token=token, public_keys=instance.jwks(), cache_dir=tmp_path / "cache", allow_insecure=True
-        ) as client:
-            assert client.wait_until_ready(timeout=30) is ClientState.LIVE
-            latest = instance.publish_greeting("Hello {{name}} (2)")
-            _until(lambda: client.revision == latest)
-            headers = {"Authorization": f"Bearer {instance.admin_token}"}
+    instance.start_gateway("new")  # migrates the gateway's schema with the current code
+    # A replica of the previous release on that schema, as during a rolling deploy. Its
+    # /readyz may predate readiness on a newer schema: it counts as started once alive.
+    _, url = instance.start_gateway("old", probe="/livez", PYTHONPATH=old)
+    token = instance.issue_token(kind="client", name="app", org="acme", project="web", environment="prod")
+    with AnvilClient(
+        url, token=token, public_keys=instance.jwks(), cache_dir=tmp_path / "cache", allow_insecure=True
+    ) as client:
+        assert client.wait_until_ready(timeout=30) is ClientState.LIVE
+        latest = instance.publish_greeting("Hello {{name}} (2)")
+        _until(lambda: client.revision == latest)
+        headers = {"Authorization": f"Bearer {instance.admin_token}"}
 
-            def acked() -> bool:
-                rows = httpx.get(f"{url}/v1/fleet", params={"organisation": "acme"}, headers=headers).json()
-                return any((row.get("revision") or {}).get("number") == latest for row in rows["items"])
+        def acked() -> bool:
+            rows = httpx.get(f"{url}/v1/fleet", params={"organisation": "acme"}, headers=headers).json()
+            return any((row.get("revision") or {}).get("number") == latest for row in rows["items"])
 
-            _until(acked)
+        _until(acked)
 
 
-def test_the_previous_registry_runs_on_the_new_schema(tmp_path: Path) -> None:
+def test_the_previous_registry_runs_on_the_new_schema(instance: Instance, tmp_path: Path) -> None:
+    """Last in the module: it replaces the instance's registry with the previous release's."""
     old = _previous_release("registry", "anvil_registry", tmp_path / "old")
-    with Instance.start(tmp_path / "a", "a") as instance:  # migrated by the current code
-        instance.seed_acme()
-        port = instance.registry_port
-        instance.processes[0].stop()  # the current registry
-        previous = instance.spawn("registry-old", "-m", "anvil_registry", "serve", env={"PYTHONPATH": old})
-        url = f"http://127.0.0.1:{port}"
-        _until(lambda: _answers(url), 60)
-        assert previous.popen.poll() is None
-        assert instance.publish_greeting("Hello {{name}} (old code)") == 2
-        with instance.client("registry") as registry:
-            config = registry.get("/v1/orgs/acme/projects/web/environments/prod/config")
-        assert config.status_code == 200, config.text
+    port = instance.registry_port
+    instance.processes[0].stop()  # the current registry
+    previous = instance.spawn("registry-old", "-m", "anvil_registry", "serve", env={"PYTHONPATH": old})
+    url = f"http://127.0.0.1:{port}"
+    _until(lambda: _answers(url), 60)
+    assert previous.popen.poll() is None
+    assert instance.publish_greeting("Hello {{name}} (old code)") == 3
+    with instance.client("registry") as registry:
+        config = registry.get("/v1/orgs/acme/projects/web/environments/prod/config")
+    assert config.status_code == 200, config.text
 
 
 def _answers(url: str) -> bool:
